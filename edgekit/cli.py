@@ -1,0 +1,110 @@
+"""The ``edgekit`` command: parses arguments, calls the library, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgekit import __version__
+from edgekit.errors import EdgekitError
+
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except EdgekitError as exc:
+        print(f"edgekit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\nedgekit: interrupted; finished stages and the last checkpoint are kept: "
+              "rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekit",
+        description="Train, quantize, export and measure a MobileNet for edge devices from one YAML recipe.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    build = commands.add_parser("build", help="run a recipe's build (cached stage by stage)")
+    _recipe_args(build)
+    build.add_argument("--out", type=Path, help="build directory (default: builds/<recipe name>)")
+    build.add_argument("--force", action="append", default=[], metavar="STAGE",
+                       help="rerun STAGE even when its inputs are unchanged (repeatable)")
+    build.set_defaults(handler=_build)
+
+    inspect = commands.add_parser("inspect", help="print the model's per-layer cost table (paper Tables 1-2)")
+    _recipe_args(inspect)
+    inspect.add_argument("--json", action="store_true", help="print JSON on stdout instead of tables")
+    inspect.set_defaults(handler=_inspect)
+
+    schema = commands.add_parser("schema", help="print the recipe schema: every key, its type, default and meaning")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def _recipe_args(command: argparse.ArgumentParser) -> None:
+    command.add_argument("recipe", type=Path, help="recipe YAML file")
+    command.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
+                         help="override a recipe field, e.g. --set model.alpha=0.75 (repeatable)")
+
+
+def _build(args) -> int:
+    from edgekit.pipeline import build
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    report, _records = build(recipe, args.out, force=tuple(args.force))
+    out_dir = args.out or Path("builds") / recipe.name
+    _print_summary(report, out_dir)
+    return 0
+
+
+def _print_summary(report: dict, out_dir: Path) -> None:
+    model = report["model"]
+    print(f"\n{model['arch']} α={model['alpha']} ρ={model['resolution']} classes={model['num_classes']}: "
+          f"{model['macs'] / 1e6:.1f} M mult-adds, {model['params'] / 1e6:.3f} M params")
+    print(f"{'artifact':<24} {'runtime':<12} {'device':<8} {'threads':>7} {'top-1 %':>8} {'top-5 %':>8} {'samples':>8}")
+    for entry in report["accuracy"]:
+        print(f"{entry['artifact']:<24} {entry['runtime']:<12} {entry['device']:<8} {entry['threads']:>7} "
+              f"{entry['top1']:>8.2f} {entry['top5']:>8.2f} {entry['samples']:>8}")
+    if report.get("not_yet_built"):
+        print(f"not built yet (later milestone issues): {', '.join(report['not_yet_built'])}")
+    print(f"report: {out_dir / 'report.json'}")
+
+
+def _inspect(args) -> int:
+    from edgekit.models.cost import format_table, profile_model
+    from edgekit.pipeline import model_from_recipe
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    cost = profile_model(model_from_recipe(recipe), recipe.model.resolution)
+    if args.json:
+        print(json.dumps(cost.to_json(), indent=2))
+    else:
+        section = recipe.model
+        print(f"{section.arch} α={section.alpha} ρ={section.resolution} classes={section.num_classes} "
+              f"conv={section.conv} shallow={section.shallow}\n")
+        print(format_table(cost))
+    return 0
+
+
+def _schema(args) -> int:
+    from edgekit.recipe.docs import schema_markdown
+
+    print(schema_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Wire the stages of a build, run them in order, cache each by a content hash of its inputs.
+
+A stage is a function from the build context (recipe + earlier artifacts) to a ``StageOutput``: the
+files it wrote and the fragment of ``report.json`` it contributes. Its cache key is the sha256 of
+canonical JSON of (stage name, the recipe sections it reads, the sha256 of each input artifact,
+edgekit's version). A finished stage leaves a record in ``DIR/.edgekit/stages/<name>.json``; a rebuild
+whose key and artifact hashes match skips the stage and reuses its record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgekit import __version__
+from edgekit.artifacts import sha256_file, sha256_json, write_json
+from edgekit.errors import UserInputError
+from edgekit.recipe import Recipe
+
+REPORT_SCHEMA_VERSION = 1
+NOT_YET_BUILT = ("quantize", "export", "runtime evaluation", "profile", "report.html", "gate")
+
+
+@dataclass
+class StageOutput:
+    artifacts: dict[str, str] = field(default_factory=dict)  # artifact name -> path relative to the build dir
+    report: dict = field(default_factory=dict)
+
+
+@dataclass
+class BuildContext:
+    recipe: Recipe
+    out_dir: Path
+    artifacts: dict[str, str] = field(default_factory=dict)
+    stage_key: str = ""
+    on_step: Callable[[int], None] | None = None  # test hook: called after every training step
+
+    def path(self, relative: str) -> Path:
+        return self.out_dir / relative
+
+    def artifact(self, name: str) -> Path:
+        return self.out_dir / self.artifacts[name]
+
+
+@dataclass
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    inputs: tuple[str, ...]
+    run: Callable[[BuildContext], StageOutput]
+    extra_key: Callable[[Recipe], dict] = lambda recipe: {}
+
+
+@dataclass
+class StageRecord:
+    name: str
+    status: str  # "ran" | "cached"
+    seconds: float
+    key: str
+
+
+def default_out_dir(recipe: Recipe) -> Path:
+    return Path("builds") / (recipe.name or "build")
+
+
+def stage_key(stage: Stage, context: BuildContext) -> str:
+    recipe = context.recipe
+    return sha256_json({
+        "stage": stage.name,
+        "sections": {name: getattr(recipe, name).model_dump() if name != "seed" else recipe.seed
+                     for name in stage.sections},
+        "inputs": {name: sha256_file(context.artifact(name)) for name in stage.inputs},
+        "extra": stage.extra_key(recipe),
+        "edgekit": __version__,
+    })
+
+
+def run_stages(
+    stages: list[Stage],
+    context: BuildContext,
+    *,
+    force: tuple[str, ...] = (),
+    base_report: dict | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[dict, list[StageRecord]]:
+    """Run (or reuse) each stage in order; ``report.json`` is rewritten after each one."""
+    unknown = [name for name in force if name not in {stage.name for stage in stages}]
+    if unknown:
+        names = ", ".join(stage.name for stage in stages)
+        raise UserInputError(f"--force {unknown[0]}: no such stage (stages: {names})")
+    records: list[StageRecord] = []
+    fragments: list[dict] = [base_report or {}]
+    for stage in stages:
+        missing = [name for name in stage.inputs if name not in context.artifacts]
+        if missing:
+            raise RuntimeError(f"stage {stage.name} needs {missing}, which no earlier stage made")  # a wiring bug
+        key = stage_key(stage, context)
+        cached = None if stage.name in force else _cached_output(context.out_dir, stage.name, key)
+        started = time.perf_counter()
+        if cached is not None:
+            output, status = cached, "cached"
+            log(f"[{stage.name}] cached: inputs unchanged (key {key[:12]}); --force {stage.name} reruns it")
+        else:
+            log(f"[{stage.name}] running")
+            context.stage_key = key
+            output, status = stage.run(context), "ran"
+            _write_record(context.out_dir, stage.name, key, output)
+        seconds = time.perf_counter() - started
+        records.append(StageRecord(stage.name, status, seconds, key))
+        context.artifacts.update(output.artifacts)
+        fragments.append(output.report)
+        write_report(context, fragments, records)
+        if status == "ran":
+            log(f"[{stage.name}] done in {seconds:.1f} s")
+    return read_report(context.out_dir), records
+
+
+def write_report(context: BuildContext, fragments: list[dict], records: list[StageRecord]) -> None:
+    report: dict = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "edgekit_version": __version__,
+        "recipe": context.recipe.model_dump(mode="json"),
+        "stages": [record.__dict__ for record in records],
+        "not_yet_built": list(NOT_YET_BUILT),
+        "accuracy": [],
+    }
+    for fragment in fragments:
+        for key, value in fragment.items():
+            if isinstance(value, list) and isinstance(report.get(key), list):
+                report[key] = report[key] + value
+            else:
+                report[key] = value
+    write_json(context.out_dir / "report.json", report)
+
+
+def read_report(out_dir: Path) -> dict:
+    return json.loads((out_dir / "report.json").read_text())
+
+
+def _record_path(out_dir: Path, stage_name: str) -> Path:
+    return out_dir / ".edgekit" / "stages" / f"{stage_name}.json"
+
+
+def _write_record(out_dir: Path, stage_name: str, key: str, output: StageOutput) -> None:
+    hashes = {name: sha256_file(out_dir / path) for name, path in output.artifacts.items()}
+    write_json(_record_path(out_dir, stage_name), {
+        "key": key, "artifacts": output.artifacts, "sha256": hashes, "report": output.report,
+    })
+
+
+def _cached_output(out_dir: Path, stage_name: str, key: str) -> StageOutput | None:
+    """The stage's recorded output when its key matches and every artifact is intact; else None."""
+    record_path = _record_path(out_dir, stage_name)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        return None  # absent or corrupt: recompute
+    if record.get("key") != key:
+        return None
+    for name, path in record["artifacts"].items():
+        file = out_dir / path
+        if not file.is_file() or sha256_file(file) != record["sha256"].get(name):
+            return None
+    return StageOutput(record["artifacts"], record["report"])
+
+
+# --- the stages of a build, in the order data flows ---------------------------------------------
+
+
+def model_from_recipe(recipe: Recipe):
+    from edgekit.models import create_model
+
+    section = recipe.model
+    return create_model(
+        section.arch, alpha=section.alpha, num_classes=section.num_classes, activation=section.activation,
+        conv=section.conv, shallow=section.shallow, padding=section.padding, dropout=section.dropout,
+    )
+
+
+def model_summary(recipe: Recipe) -> dict:
+    from edgekit.models.cost import profile_model
+
+    cost = profile_model(model_from_recipe(recipe), recipe.model.resolution)
+    section = recipe.model
+    return {"arch": section.arch, "alpha": section.alpha, "resolution": section.resolution,
+            "num_classes": section.num_classes, "macs": cost.macs, "params": cost.params}
+
+
+def _datasets_and_transform(recipe: Recipe, train: bool):
+    from edgekit.data import BatchTransform, build_datasets
+
+    train_set, test_set = build_datasets(recipe.data, recipe.model.resolution, recipe.seed)
+    transform = BatchTransform(recipe.model.resolution, recipe.data.mean, recipe.data.std,
+                               augment=train and recipe.data.augment)
+    return (train_set if train else test_set), transform
+
+
+def _weights_key(recipe: Recipe) -> dict:
+    weights = recipe.model.weights
+    return {"weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else weights}
+
+
+def train_stage(context: BuildContext) -> StageOutput:
+    import torch
+
+    from edgekit.artifacts import save_torch
+    from edgekit.train import configure_torch, load_weights, pick_device, train
+
+    recipe = context.recipe
+    configure_torch(recipe.train.threads)
+    device = pick_device(recipe.train.device)
+    torch.manual_seed(recipe.seed)
+    model = model_from_recipe(recipe)
+    if recipe.model.weights:
+        load_weights(model, recipe.model.weights)
+    dataset, transform = _datasets_and_transform(recipe, train=True)
+    checkpoint = context.path("train/checkpoint.pt")
+    result = train(model.to(device), dataset, transform, recipe.train, seed=recipe.seed,
+                   checkpoint_path=checkpoint, checkpoint_key=context.stage_key, on_step=context.on_step)
+    save_torch(context.path("train/model.pt"), {k: v.cpu() for k, v in model.state_dict().items()})
+    checkpoint.unlink(missing_ok=True)
+    return StageOutput({"float_model": "train/model.pt"}, {"training": {
+        "dataset": dataset.name, "images": len(dataset), "epochs": recipe.train.epochs, "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step, "seconds": round(result.seconds, 1),
+        "device": str(device), "threads": torch.get_num_threads(), "history": result.history,
+    }})
+
+
+def evaluate_float_stage(context: BuildContext) -> StageOutput:
+    import torch
+
+    from edgekit.train import configure_torch, evaluate, pick_device
+
+    recipe = context.recipe
+    configure_torch(recipe.train.threads)
+    device = pick_device(recipe.train.device)
+    model = model_from_recipe(recipe)
+    model.load_state_dict(torch.load(context.artifact("float_model"), map_location="cpu", weights_only=True))
+    dataset, transform = _datasets_and_transform(recipe, train=False)
+    scores = evaluate(model.to(device), dataset, transform, recipe.train.eval_batch_size, "evaluate float")
+    entry = {"artifact": context.artifacts["float_model"], "runtime": "torch", "precision": "float32",
+             "method": "float", "dataset": dataset.name, "device": str(device),
+             "threads": torch.get_num_threads(), **scores}
+    return StageOutput({}, {"accuracy": [entry]})
+
+
+def build_stages() -> list[Stage]:
+    return [
+        Stage("train", ("seed", "model", "data", "train"), (), train_stage, _weights_key),
+        Stage("evaluate", ("model", "data", "train"), ("float_model",), evaluate_float_stage),
+    ]
+
+
+def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (),
+          on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> tuple[dict, list[StageRecord]]:
+    """Run the whole build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``)."""
+    context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
+    context.out_dir.mkdir(parents=True, exist_ok=True)
+    return run_stages(build_stages(), context, force=force, base_report={"model": model_summary(recipe)}, log=log)
