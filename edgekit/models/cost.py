@@ -64,7 +64,7 @@ class ModelCost:
 def profile_model(model: nn.Module, resolution: int | tuple[int, int], in_chans: int = 3) -> ModelCost:
     """Measure ``model`` on one ``in_chans x H x W`` input; ``resolution`` is ``H`` (square) or ``(H, W)``."""
     height, width = _check_resolution(resolution)
-    if not isinstance(in_chans, int) or in_chans < 1:
+    if not _is_positive_int(in_chans):
         raise UserInputError(f"in_chans must be an integer >= 1, got {in_chans!r}")
     layers = _trace_layers(model, (1, in_chans, height, width))
     bn_params = sum(
@@ -84,10 +84,14 @@ def profile_model(model: nn.Module, resolution: int | tuple[int, int], in_chans:
 
 
 def _check_resolution(resolution) -> tuple[int, int]:
-    size = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-    if len(size) != 2 or not all(isinstance(side, int) and not isinstance(side, bool) and side >= 1 for side in size):
+    size = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(_is_positive_int(side) for side in size)):
         raise UserInputError(f"resolution must be a positive integer or (height, width), got {resolution!r}")
-    return size
+    return tuple(size)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerCost]:
@@ -240,7 +244,13 @@ def _layer_lines(cost: ModelCost) -> list[str]:
 def _type_lines(cost: ModelCost) -> list[str]:
     header = ["Type", "Mult-Adds", "Mult-Adds %", "Params", "Params %"]
     rows = [
-        [name, f"{entry['macs']:,}", f"{100 * entry['macs_share']:.2f}%", f"{entry['params']:,}", f"{100 * entry['params_share']:.2f}%"]
+        [
+            name,
+            f"{entry['macs']:,}",
+            f"{100 * entry['macs_share']:.2f}%",
+            f"{entry['params']:,}",
+            f"{100 * entry['params_share']:.2f}%",
+        ]
         for name, entry in cost.by_type.items()
     ]
     return _align(header, rows, right_from=1)
@@ -267,10 +277,11 @@ def format_table(cost: ModelCost) -> str:
     """Plain-text report: per-layer table (Table 1), per-type shares (Table 2), totals, block ratios."""
     lines = _layer_lines(cost)
     lines += ["", "Per layer type", *_type_lines(cost)]
+    macs_m, params_m, bn_m = cost.macs / 1e6, cost.params / 1e6, cost.bn_params / 1e6
     lines += [
         "",
-        f"Total: {cost.macs:,} mult-adds ({cost.macs / 1e6:.1f} M), {cost.params:,} params ({cost.params / 1e6:.2f} M)",
-        f"BatchNorm: {cost.bn_params:,} params ({cost.bn_params / 1e6:.3f} M), not in the rows: BN folds into the convs",
+        f"Total: {cost.macs:,} mult-adds ({macs_m:.1f} M), {cost.params:,} params ({params_m:.2f} M)",
+        f"BatchNorm: {cost.bn_params:,} params ({bn_m:.3f} M), not in the rows: BN folds into the convs",
     ]
     if cost.blocks:
         lines += ["", "Depthwise-separable blocks vs a standard conv", *_block_lines(cost)]

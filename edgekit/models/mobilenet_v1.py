@@ -27,6 +27,7 @@ dicts are interchangeable, but a model trained with one padding is a different f
 from __future__ import annotations
 
 import inspect
+import math
 from collections import OrderedDict
 
 import torch
@@ -36,7 +37,7 @@ from torch.nn import functional as F
 from edgekit.errors import UserInputError, suggest
 from edgekit.models._registry import register_model
 
-__all__ = ["MobileNetV1", "ConvBnAct", "DepthwiseSeparable", "scale_channels", "default_cfgs"]
+__all__ = ["MobileNetV1", "ConvBnAct", "DepthwiseSeparable", "Conv2dSame", "scale_channels", "default_cfgs"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 CONV_TYPES = ("separable", "standard")
@@ -70,8 +71,8 @@ def scale_channels(channels: int, alpha: float) -> int:
 class Conv2dSame(nn.Conv2d):
     """A stride-2 conv padded like TensorFlow SAME on even sizes: zero pad (0, 1, 0, 1), then ``padding=0``.
 
-    The pad is a constant, not computed from the input shape, so exporters emit one static Pad op
-    instead of shape arithmetic (which the TorchScript ONNX exporter would trace into Shape/Gather/Div).
+    The pad is a constant rather than computed from the input shape (as timm's Conv2dSame does), so an
+    exported graph holds no shape arithmetic; the dynamo ONNX exporter folds it into the Conv's pads.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -212,7 +213,10 @@ def _init_linear(linear: nn.Linear) -> None:
 def _init_weights(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            # He init over fan-out per group; kaiming_normal_ would count a depthwise conv's fan-out as
+            # 9 * channels instead of 9 and shrink activations by sqrt(channels) at every block.
+            fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
+            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
         elif isinstance(module, nn.BatchNorm2d):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)

@@ -89,6 +89,8 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints at every epoch end and every ``checkpoint_every_steps``."""
     device = next(model.parameters()).device
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     per_epoch = steps_per_epoch(len(dataset), config.batch_size)
     total_steps = int(round(config.epochs * per_epoch))
     optimizer = make_optimizer(model, config)
@@ -103,7 +105,8 @@ def train(
         for step in range(start_step, total_steps):
             epoch, index_in_epoch = divmod(step, per_epoch)
             images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, config.batch_size, step)
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+            labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps)
             torch.manual_seed(_mix(seed, step, 2))  # dropout
@@ -117,7 +120,7 @@ def train(
             images_seen += len(labels)
             bar.update(1)
             bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{window.loss:.3f}", acc=f"{window.accuracy:.3f}",
-                            img_s=f"{images_seen / max(1e-9, time.perf_counter() - started):.0f}")
+                            img_s=f"{images_seen / max(1e-9, time.perf_counter() - started):.0f}", refresh=False)
             done = step + 1
             if done % config.checkpoint_every_steps == 0 or done % per_epoch == 0 or done == total_steps:
                 history.append({"step": done, "epoch": done / per_epoch, "loss": window.loss,

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install edgekit and what it needs into .venv (idempotent; a second run takes seconds).
+#   bash scripts/setup.sh         # the tool
+#   bash scripts/setup.sh --dev   # the tool + test dependencies
+# Versions are pinned by requirements.lock (a pip constraints file); torch is the CPU build 2.13.0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[[ "${1:-}" == "--dev" ]] && extras="[dev]"
+
+# The default dataset: Debian's dataset-fashion-mnist (the IDX files in /usr/share/datasets/fashion-mnist).
+if [[ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]]; then
+  if command -v apt-get >/dev/null && [[ $(id -u) == 0 ]]; then
+    echo "setup: installing Debian's dataset-fashion-mnist" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "setup: warning: Fashion-MNIST not found; run 'sudo apt-get install dataset-fashion-mnist' or set data.root in the recipe" >&2
+  fi
+fi
+
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+[[ -x .venv/bin/python ]] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e ".$extras"
+.venv/bin/python -c "import edgekit, torch; print(f'setup: edgekit {edgekit.__version__}, torch {torch.__version__} in .venv')"
