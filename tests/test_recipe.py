@@ -35,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 BAD_RECIPES = {
     "unknown key": ("model:\n  alpha: 0.5\n  alpah: 0.5\n", r"r\.yaml:3: unknown key 'model\.alpah' in model \(did you mean 'alpha'\?\)"),
-    "unknown section": ("modle:\n  alpha: 0.5\n", r"r\.yaml:1: unknown key 'modle' in the recipe \(did you mean 'model'\?\)"),
+    "unknown section": ("modle:\n  alpha: 0.5\n", r"r\.yaml:1: unknown key 'modle' in the file \(did you mean 'model'\?\)"),
     "wrong type": ("model:\n  alpha: big\n", r"r\.yaml:2: model\.alpha: .*number.*'big'"),
     "alpha <= 0": ("model:\n  alpha: 0\n", r"r\.yaml:2: model\.alpha: .*greater than 0"),
     "resolution not /32": ("model:\n  resolution: 100\n", r"r\.yaml:2: model\.resolution: resolution 100 is not a multiple of 32"),

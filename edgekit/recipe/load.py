@@ -18,7 +18,7 @@ from edgekit.recipe.schema import Recipe
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override and validate a recipe; the recipe's name defaults to the file stem."""
     path = Path(path)
-    data, lines = _read_yaml(path)
+    data, lines = read_yaml(path)
     for override in overrides:
         key_path, value = parse_override(override)
         _set_dotted(data, key_path, value, override)
@@ -30,10 +30,16 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def validate(data: dict, *, source: str, lines: dict[str, int | str] | None = None) -> Recipe:
+    return validate_against(Recipe, data, source=source, lines=lines)
+
+
+def validate_against(schema: type[BaseModel], data: dict, *, source: str,
+                     lines: dict[str, int | str] | None = None, error: type[Exception] = RecipeError):
+    """Validate ``data`` against any schema class; errors name ``source``, the line and the dotted key."""
     try:
-        return Recipe.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
-        raise RecipeError(_describe(exc.errors()[0], source, lines or {})) from None
+        raise error(_describe(exc.errors()[0], source, lines or {}, schema)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -48,9 +54,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key_path.strip(), value
 
 
-def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
+def read_yaml(path: Path, what: str = "recipe", error: type[Exception] = RecipeError) -> tuple[dict, dict[str, int]]:
+    """Safe-load a YAML mapping and the line of every dotted key path in it."""
     if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
+        raise error(f"{path}: {what} file not found")
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
@@ -59,11 +66,11 @@ def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise RecipeError(f"{where}: malformed YAML: {problem}") from None
+        raise error(f"{where}: malformed YAML: {problem}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+        raise error(f"{path}: a {what} must be a mapping of keys, got {type(data).__name__}")
     return data, _line_numbers(root)
 
 
@@ -107,13 +114,13 @@ def _set_dotted(data: dict, key_path: str, value: Any, override: str) -> None:
         node = child
 
 
-def _describe(error: dict, source: str, lines: dict[str, int | str]) -> str:
+def _describe(error: dict, source: str, lines: dict[str, int | str], schema: type[BaseModel]) -> str:
     loc = [str(part) for part in error["loc"]]
     key_path = ".".join(loc)
     where = _where(source, lines, loc)
     if error["type"] == "extra_forbidden":
-        parent = _schema_at(loc[:-1])
-        section = ".".join(loc[:-1]) or "the recipe"
+        parent = _schema_at(schema, loc[:-1])
+        section = ".".join(loc[:-1]) or "the file"
         hint = suggest(loc[-1], parent.model_fields) if parent else None
         message = f"{where}: unknown key '{key_path}' in {section}"
         return message + (f" ({hint})" if hint else "")
@@ -132,8 +139,7 @@ def _where(source: str, lines: dict[str, int | str], loc: list[str]) -> str:
     return source
 
 
-def _schema_at(loc: list[str]) -> type[BaseModel] | None:
-    schema: Any = Recipe
+def _schema_at(schema: Any, loc: list[str]) -> type[BaseModel] | None:
     for key in loc:
         field = schema.model_fields.get(key) if schema else None
         schema = field.annotation if field else None
