@@ -84,7 +84,7 @@ def _print_summary(report: dict, out_dir: Path) -> None:
 
 def _inspect(args) -> int:
     from edgekit.models.cost import format_table, profile_model
-    from edgekit.pipeline import model_from_recipe
+    from edgekit.stages import model_from_recipe
     from edgekit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)

@@ -21,7 +21,7 @@ from edgekit.errors import UserInputError
 from edgekit.recipe import Recipe
 
 REPORT_SCHEMA_VERSION = 1
-NOT_YET_BUILT = ("quantize", "export", "runtime evaluation", "profile", "report.html", "gate")
+NOT_YET_BUILT = ("runtime evaluation", "profile", "report.html", "gate")
 
 
 @dataclass
@@ -167,90 +167,15 @@ def _cached_output(out_dir: Path, stage_name: str, key: str) -> StageOutput | No
     return StageOutput(record["artifacts"], record["report"])
 
 
-# --- the stages of a build, in the order data flows ---------------------------------------------
-
-
-def model_from_recipe(recipe: Recipe):
-    from edgekit.models import create_model
-
-    section = recipe.model
-    return create_model(
-        section.arch, alpha=section.alpha, num_classes=section.num_classes, activation=section.activation,
-        conv=section.conv, shallow=section.shallow, padding=section.padding, dropout=section.dropout,
-    )
-
-
-def model_summary(recipe: Recipe) -> dict:
-    from edgekit.models.cost import profile_model
-
-    cost = profile_model(model_from_recipe(recipe), recipe.model.resolution)
-    section = recipe.model
-    return {"arch": section.arch, "alpha": section.alpha, "resolution": section.resolution,
-            "num_classes": section.num_classes, "macs": cost.macs, "params": cost.params}
-
-
-def _datasets_and_transform(recipe: Recipe, train: bool):
-    from edgekit.data import BatchTransform, build_datasets
-
-    train_set, test_set = build_datasets(recipe.data, recipe.model.resolution, recipe.seed)
-    transform = BatchTransform(recipe.model.resolution, recipe.data.mean, recipe.data.std,
-                               augment=train and recipe.data.augment)
-    return (train_set if train else test_set), transform
-
-
-def _weights_key(recipe: Recipe) -> dict:
-    weights = recipe.model.weights
-    return {"weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else weights}
-
-
-def train_stage(context: BuildContext) -> StageOutput:
-    import torch
-
-    from edgekit.artifacts import save_torch
-    from edgekit.train import configure_torch, load_weights, pick_device, train
-
-    recipe = context.recipe
-    configure_torch(recipe.train.threads)
-    device = pick_device(recipe.train.device)
-    torch.manual_seed(recipe.seed)
-    model = model_from_recipe(recipe)
-    if recipe.model.weights:
-        load_weights(model, recipe.model.weights)
-    dataset, transform = _datasets_and_transform(recipe, train=True)
-    checkpoint = context.path("train/checkpoint.pt")
-    result = train(model.to(device), dataset, transform, recipe.train, seed=recipe.seed,
-                   checkpoint_path=checkpoint, checkpoint_key=context.stage_key, on_step=context.on_step)
-    save_torch(context.path("train/model.pt"), {k: v.cpu() for k, v in model.state_dict().items()})
-    checkpoint.unlink(missing_ok=True)
-    return StageOutput({"float_model": "train/model.pt"}, {"training": {
-        "dataset": dataset.name, "images": len(dataset), "epochs": recipe.train.epochs, "steps": result.steps,
-        "resumed_from_step": result.resumed_from_step, "seconds": round(result.seconds, 1),
-        "device": str(device), "threads": torch.get_num_threads(), "history": result.history,
-    }})
-
-
-def evaluate_float_stage(context: BuildContext) -> StageOutput:
-    import torch
-
-    from edgekit.train import configure_torch, evaluate, pick_device
-
-    recipe = context.recipe
-    configure_torch(recipe.train.threads)
-    device = pick_device(recipe.train.device)
-    model = model_from_recipe(recipe)
-    model.load_state_dict(torch.load(context.artifact("float_model"), map_location="cpu", weights_only=True))
-    dataset, transform = _datasets_and_transform(recipe, train=False)
-    scores = evaluate(model.to(device), dataset, transform, recipe.train.eval_batch_size, "evaluate float")
-    entry = {"artifact": context.artifacts["float_model"], "runtime": "torch", "precision": "float32",
-             "method": "float", "dataset": dataset.name, "device": str(device),
-             "threads": torch.get_num_threads(), **scores}
-    return StageOutput({}, {"accuracy": [entry]})
-
-
 def build_stages() -> list[Stage]:
+    from edgekit import stages
+
     return [
-        Stage("train", ("seed", "model", "data", "train"), (), train_stage, _weights_key),
-        Stage("evaluate", ("model", "data", "train"), ("float_model",), evaluate_float_stage),
+        Stage("train", ("seed", "model", "data", "train"), (), stages.train_stage, stages.weights_key),
+        Stage("evaluate", ("model", "data", "train"), ("float_model",), stages.evaluate_float_stage),
+        Stage("export", ("model", "data", "export"), ("float_model",), stages.export_float_stage),
+        Stage("quantize", ("seed", "model", "data", "train", "quantize", "export"), ("float_model",),
+              stages.quantize_stage),
     ]
 
 
@@ -259,4 +184,6 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     """Run the whole build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``)."""
     context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
     context.out_dir.mkdir(parents=True, exist_ok=True)
+    from edgekit.stages import model_summary
+
     return run_stages(build_stages(), context, force=force, base_report={"model": model_summary(recipe)}, log=log)

@@ -5,7 +5,8 @@ import torch
 
 from edgekit.data import BatchTransform, build_datasets
 from edgekit.errors import TrainingDiverged, WeightsError
-from edgekit.pipeline import build, model_from_recipe
+from edgekit.pipeline import build
+from edgekit.stages import model_from_recipe
 from edgekit.train import load_weights
 from edgekit.train.loop import _batch
 

@@ -85,6 +85,7 @@ def train(
     checkpoint_path: Path,
     checkpoint_key: str,
     on_step: StepHook | None = None,
+    before_step: StepHook | None = None,
     description: str = "train",
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints at every epoch end and every ``checkpoint_every_steps``."""
@@ -103,6 +104,8 @@ def train(
     images_seen = 0
     with progress_bar(total=total_steps, initial=start_step, desc=description, unit="step") as bar:
         for step in range(start_step, total_steps):
+            if before_step is not None:
+                before_step(step)
             epoch, index_in_epoch = divmod(step, per_epoch)
             images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, config.batch_size, step)
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)

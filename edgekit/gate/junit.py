@@ -1,0 +1,31 @@
+"""JUnit XML for CI test views: one testsuite, one testcase per gate check, a <failure> per failing check."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from edgekit.artifacts import write_atomically
+
+
+def junit_xml(result) -> str:
+    """``result`` is a GateResult; every check becomes a testcase named by its kind and subject."""
+    checks = result.checks
+    failures = sum(not check.passed for check in checks)
+    suites = ET.Element("testsuites", name="edgekit gate", tests=str(len(checks)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name=f"edgekit gate {result.report_path}",
+                          tests=str(len(checks)), failures=str(failures), errors="0", skipped="0")
+    for check in checks:
+        case = ET.SubElement(suite, "testcase", classname=f"edgekit.gate.{check.kind}", name=check.name)
+        if not check.passed:
+            failure = ET.SubElement(case, "failure", message=check.line(), type=check.kind)
+            failure.text = check.line()
+    if result.notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(result.notes)
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def write_junit(result, path: Path) -> Path:
+    text = junit_xml(result)
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

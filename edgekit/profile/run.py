@@ -1,0 +1,294 @@
+"""Profile exported artifacts on a device: push the on-device script and the models, run, collect JSON.
+
+Every int8 artifact is measured next to its float twin on the same target in the same session,
+interleaved round by round (float, int8, float, int8, ...), so that both see the same machine state;
+each artifact's p50 is the median of its rounds' p50s and ``spread_pct`` says how far the rounds lie apart.
+Emulated targets count instructions instead (latency null); simulated ones give no device latency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from edgekit.errors import UserInputError
+from edgekit.profile.devices import DeviceProfile
+from edgekit.targets import Target, TargetError, TargetUnavailable, make_target
+from edgekit.targets.local import last_line
+
+ONDEVICE_SCRIPT = Path(__file__).with_name("ondevice.py")
+RUNTIME_BY_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert"}
+REPLICATION_LIMIT_PCT = 5.0  # MLPerf Mobile: results must replicate within 5%
+LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std")
+
+
+@dataclass
+class Group:
+    """Artifacts measured together, interleaved: the first is the float twin (if any), then the int8 files."""
+
+    runtime: str
+    members: list[Path]
+    float_path: Optional[Path] = None
+    remote: dict[Path, str] = field(default_factory=dict)
+
+
+def profile_artifacts(artifact_paths: list[Path], device_profile: DeviceProfile, *,
+                      float_twins: dict[str, Path] | None = None, threads: int | list[int] | None = None,
+                      inputs_npz: Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Measure each artifact (and each int8 artifact's float twin) on ``device_profile``; one entry each
+    per runtime delegate and thread count. ``float_twins`` maps an int8 artifact (its path as given, or
+    its file name) to its float model."""
+    from edgekit.train.progress import progress_bar  # here: the edgekit.train package imports torch
+
+    profile = device_profile
+    groups = _groups_for_device(plan_groups(artifact_paths, float_twins or {}), profile, log)
+    thread_counts = _thread_counts(threads, profile)
+    if not groups:
+        return []
+    if not ONDEVICE_SCRIPT.is_file():
+        raise TargetUnavailable(f"the on-device profiling script {ONDEVICE_SCRIPT} is missing")
+    jobs = [(group, delegate, count) for count in thread_counts for group in groups
+            for delegate in getattr(profile.delegates, group.runtime)]
+    entries: list[dict] = []
+    with make_target(profile) as target:
+        script_remote = target.put(ONDEVICE_SCRIPT, "ondevice.py")
+        inputs_remote = target.put(Path(inputs_npz), "inputs.npz") if inputs_npz else None
+        _push_models(target, groups)
+        total = sum(len(group.members) for group, _, _ in jobs) * profile.protocol.rounds
+        with progress_bar(total=total, desc=f"profile on {profile.name}", unit="run") as bar:
+            runner = _Runner(target, profile, script_remote, inputs_remote, bar)
+            for group, delegate, count in jobs:
+                measured = _measure_group(runner, group, delegate, count)
+                _log_group(measured, log)
+                entries += measured
+    return entries
+
+
+def plan_groups(artifact_paths: list[Path], float_twins: dict[str, Path]) -> list[Group]:
+    """Group each int8 artifact with its float twin, keeping the order in which artifacts were given."""
+    groups: dict[Path, Group] = {}
+    for path in map(Path, artifact_paths):
+        twin = _twin_of(path, float_twins)
+        anchor = twin or path
+        group = groups.get(anchor.resolve())
+        if group is None:
+            group = groups[anchor.resolve()] = Group(_runtime_of(anchor), [anchor])
+        if twin is not None:
+            group.float_path = group.members[0]
+            if _runtime_of(path) != group.runtime:
+                raise UserInputError(f"{path}: its float twin {twin} is for another runtime ({group.runtime})")
+        if all(member.resolve() != path.resolve() for member in group.members):
+            group.members.append(path)
+    return list(groups.values())
+
+
+def _twin_of(path: Path, float_twins: dict[str, Path]) -> Optional[Path]:
+    twin = float_twins.get(str(path), float_twins.get(path.name))
+    if twin is None or Path(twin).resolve() == path.resolve():
+        return None
+    return Path(twin)
+
+
+def _runtime_of(path: Path) -> str:
+    if not path.is_file():
+        raise UserInputError(f"{path}: artifact not found")
+    runtime = RUNTIME_BY_SUFFIX.get(path.suffix.lower())
+    if runtime is None:
+        raise UserInputError(f"{path}: cannot profile a '{path.suffix}' file (expected {', '.join(RUNTIME_BY_SUFFIX)})")
+    return runtime
+
+
+def _groups_for_device(groups: list[Group], profile: DeviceProfile, log) -> list[Group]:
+    for group in groups:
+        if group.runtime not in profile.runtimes:
+            log(f"skipping {', '.join(path.name for path in group.members)}: device {profile.name} does not run "
+                f"{group.runtime} (its runtimes: {', '.join(profile.runtimes)})")
+    return [group for group in groups if group.runtime in profile.runtimes]
+
+
+def _thread_counts(threads: int | list[int] | None, profile: DeviceProfile) -> list[int]:
+    counts = [threads] if isinstance(threads, int) else list(threads or profile.threads)
+    if any(count < 1 for count in counts):
+        raise UserInputError(f"--threads must be 1 or more, got {counts}")
+    return counts
+
+
+def _push_models(target: Target, groups: list[Group]) -> None:
+    index = 0
+    for group in groups:
+        for path in group.members:
+            group.remote[path] = target.put(path, f"{index}-{re.sub(r'[^A-Za-z0-9._+-]', '_', path.name)}")
+            index += 1
+
+
+class _Runner:
+    """Runs the on-device script once per call and counts the runs (their order proves the interleaving)."""
+
+    def __init__(self, target: Target, profile: DeviceProfile, script: str, inputs: Optional[str], bar):
+        self.target, self.profile, self.script, self.inputs, self.bar = target, profile, script, inputs, bar
+        self.python = getattr(target, "python", None) or "python3"
+        self.order = 0
+
+    def run(self, model_remote: str, artifact: Path, runtime: str, delegate: str, threads: int) -> dict:
+        argv = [self.python, self.script, model_remote, *self._options(runtime, delegate, threads)]
+        result = self.target.run(argv, timeout=self.profile.protocol.timeout_seconds)
+        if result.returncode != 0:
+            raise TargetError(f"{self.profile.name}: {runtime} failed on {artifact.name} "
+                              f"({_exit_reason(result.returncode)}): {last_line(result.stderr) or 'no message'}")
+        output = _parse_last_json_line(result.stdout, self.profile.name, artifact)
+        output["order"] = self.order
+        self.order += 1
+        self.bar.update(1)
+        return output
+
+    def _options(self, runtime: str, delegate: str, threads: int) -> list[str]:
+        protocol = self.profile.protocol
+        options = ["--runtime", runtime, "--threads", str(threads), "--warmup", str(protocol.warmup_runs),
+                   "--min-runs", str(protocol.min_runs), "--min-seconds", f"{protocol.min_seconds:g}"]
+        if protocol.max_runs:
+            options += ["--max-runs", str(protocol.max_runs)]
+        if self.inputs:
+            options += ["--inputs", self.inputs]
+        if runtime == "litert":
+            options += ["--delegate", delegate]
+        else:
+            options += ["--provider", delegate]
+        if self.target.emulated:
+            options.append("--markers")
+        return options
+
+
+def _measure_group(runner: _Runner, group: Group, delegate: str, threads: int) -> list[dict]:
+    rounds: dict[Path, list[dict]] = {path: [] for path in group.members}
+    for _ in range(runner.profile.protocol.rounds):
+        for path in group.members:
+            rounds[path].append(runner.run(group.remote[path], path, group.runtime, delegate, threads))
+    target = runner.target
+    entries = {path: _summarise(path, outputs, runner.profile, target, delegate, threads)
+               for path, outputs in rounds.items()}
+    if group.float_path is not None:
+        float_entry = entries[group.float_path]
+        for path in group.members[1:]:
+            entries[path]["float_artifact"] = str(group.float_path)
+            entries[path]["ratio_to_float"] = _ratio(entries[path], float_entry)
+    return list(entries.values())
+
+
+def _summarise(artifact: Path, outputs: list[dict], profile: DeviceProfile, target: Target,
+              delegate: str, threads: int) -> dict:
+    """One report entry from the JSON of each round of one artifact."""
+    first = outputs[0]
+    real = not (target.emulated or target.simulated)
+    wall = _median_latency(outputs)
+    counts = [out.get("instructions_per_inference") for out in outputs]
+    per_round = counts if target.emulated else [_p50(out) for out in outputs]
+    return {
+        "artifact": str(artifact), "device": profile.name, "kind": profile.kind, "cpu": profile.cpu,
+        "runtime": first.get("runtime"), "runtime_version": first.get("runtime_version"),
+        "delegate": delegate, "delegate_applied": first.get("delegate") or first.get("provider"), "threads": threads,
+        "mode": "emulated" if target.emulated else "simulated" if target.simulated else "real",
+        "emulated": target.emulated, "simulated": target.simulated,
+        "latency_ms": wall if real else None,
+        "simulator_wall_ms": _median([(out.get("simulated_ms") or {}).get("p50") for out in outputs]),
+        "instructions_per_inference": _median(counts) if target.emulated else None,
+        "spread_pct": _spread_pct(per_round), "rounds": [_round_summary(out) for out in outputs],
+        "runs": sum(out.get("runs") or 0 for out in outputs),
+        "seconds": round(sum(out.get("seconds") or 0.0 for out in outputs), 3),
+        "init_ms": _median([out.get("init_ms") for out in outputs]),
+        "first_inference_ms": _median([out.get("first_inference_ms") for out in outputs]),
+        "peak_rss_mb": max((out["peak_rss_mb"] for out in outputs if out.get("peak_rss_mb") is not None), default=None),
+        "host": first.get("host"), "accuracy": first.get("accuracy"), "per_node": first.get("per_node"),
+        "float_artifact": None, "ratio_to_float": None,
+        "protocol": profile.protocol.model_dump(), "target": target.describe(),
+    }
+
+
+def _p50(output: dict) -> Optional[float]:
+    """Latency p50 of one round (the simulator's wall time when simulated: only its spread is used)."""
+    return (output.get("latency_ms") or output.get("simulated_ms") or {}).get("p50")
+
+
+def _round_summary(output: dict) -> dict:
+    latency = output.get("latency_ms") or {}
+    return {"order": output["order"], "p50_ms": latency.get("p50"), "p90_ms": latency.get("p90"),
+            "instructions_per_inference": output.get("instructions_per_inference"), "runs": output.get("runs"),
+            "seconds": output.get("seconds")}
+
+
+def _median_latency(outputs: list[dict]) -> Optional[dict]:
+    latencies = [out.get("latency_ms") for out in outputs]
+    if not all(latencies):
+        return None
+    summary = {key: _median([latency.get(key) for latency in latencies]) for key in LATENCY_KEYS}
+    summary["min"] = min((latency["min"] for latency in latencies if latency.get("min") is not None), default=None)
+    return summary
+
+
+def _ratio(entry: dict, float_entry: dict) -> Optional[float]:
+    """int8 / float p50 on real hardware, instruction ratio under emulation, None when simulated."""
+    def cost(one: dict):
+        return one["instructions_per_inference"] if one["emulated"] else (one["latency_ms"] or {}).get("p50")
+    int8_cost, float_cost = cost(entry), cost(float_entry)
+    return round(int8_cost / float_cost, 4) if int8_cost and float_cost else None
+
+
+def _median(values: list) -> Optional[float]:
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _spread_pct(values: list) -> Optional[float]:
+    """(max - min) / median of the rounds, in percent; MLPerf asks results to replicate within 5%."""
+    present = [value for value in values if value is not None]
+    if len(present) < 2 or not statistics.median(present):
+        return None
+    return round(100.0 * (max(present) - min(present)) / statistics.median(present), 2)
+
+
+def _parse_last_json_line(stdout: str, device: str, artifact: Path) -> dict:
+    lines = [line for line in stdout.strip().splitlines() if line.strip()]
+    try:
+        output = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        output = None
+    if not isinstance(output, dict):
+        tail = lines[-1][:200] if lines else "nothing"
+        raise TargetError(f"{device}: the profiling script printed no JSON result for {artifact.name} (last line: {tail})")
+    return output
+
+
+def _exit_reason(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    names = {int(sig): sig.name for sig in signal.Signals}
+    return f"killed by {names.get(-returncode, f'signal {-returncode}')}"
+
+
+def _log_group(entries: list[dict], log) -> None:
+    for entry in entries:
+        log(describe_entry(entry))
+        spread = entry["spread_pct"]
+        if spread is not None and spread > REPLICATION_LIMIT_PCT:
+            log(f"  warning: the rounds of {Path(entry['artifact']).name} lie {spread:.1f}% apart "
+                f"(MLPerf asks for {REPLICATION_LIMIT_PCT:g}%): was the device busy?")
+
+
+def describe_entry(entry: dict) -> str:
+    """One line that says device, runtime, delegate, threads and real/emulated/simulated next to the number."""
+    where = f"{entry['device']} {entry['runtime']}/{entry['delegate']} {entry['threads']}t [{entry['mode']}]"
+    if entry["latency_ms"]:
+        value = f"p50 {entry['latency_ms']['p50']:.3f} ms"
+    elif entry["instructions_per_inference"]:
+        value = f"{entry['instructions_per_inference'] / 1e6:.3f} M instructions/inference"
+    elif entry["simulator_wall_ms"]:
+        value = f"ran; simulator wall time {entry['simulator_wall_ms']:.1f} ms (not a device latency)"
+    else:
+        value = "ran; no device latency"
+    spread = f" ±{entry['spread_pct']:.1f}%" if entry["spread_pct"] is not None else ""
+    ratio = f", x{entry['ratio_to_float']:.2f} vs float" if entry["ratio_to_float"] is not None else ""
+    return f"{where}: {Path(entry['artifact']).name} {value}{spread}{ratio}"

@@ -1,0 +1,91 @@
+"""PT2E backend: torch.export + torchao's prepare/convert with litert-torch's quantizer.
+
+One converted graph feeds both formats: litert-torch writes an all-int8 .tflite and the dynamo ONNX
+exporter writes a QDQ .onnx that onnxruntime fuses to QLinearConv/QGemm (see toolchain-facts.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from edgekit.quantize.base import QuantizationBackend, QuantScheme, calibrate
+
+MAX_BATCH = 4096
+
+
+def _patch_litert_conv_bn_annotator() -> None:
+    """litert-torch 0.10.0 hands a bare function to torch.export when matching conv+BN for QAT
+    ("Expected `mod` to be an instance of `torch.nn.Module`"); wrap it in torchao's WrapperModule."""
+    from litert_torch.quantize import pt2e_quantizer_utils
+    from torchao.quantization.pt2e.export_utils import WrapperModule
+
+    original = pt2e_quantizer_utils._get_aten_graph_module_for_pattern
+    if getattr(original, "_edgekit_patched", False):
+        return
+
+    def wrapped(pattern, *args, **kwargs):
+        if not isinstance(pattern, nn.Module):
+            pattern = WrapperModule(pattern)
+        return original(pattern, *args, **kwargs)
+
+    wrapped._edgekit_patched = True
+    pt2e_quantizer_utils._get_aten_graph_module_for_pattern = wrapped
+
+
+class PT2EBackend(QuantizationBackend):
+    name = "pt2e"
+    formats = ("tflite", "onnx")
+
+    def __init__(self):
+        _patch_litert_conv_bn_annotator()
+        self.quantizer = None
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
+                calibration: list[torch.Tensor]) -> nn.Module:
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+        from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
+
+        config = get_symmetric_quantization_config(is_per_channel=scheme.per_channel_weights, is_qat=scheme.qat)
+        self.quantizer = PT2EQuantizer().set_global(config)
+        # A dynamic batch dimension: QAT at batch > 1 otherwise fails a guard on x.size()[0] == 1.
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        exported = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},)).module()
+        prepared = (prepare_qat_pt2e if scheme.qat else prepare_pt2e)(exported, self.quantizer)
+        allow_exported_model_train_eval(prepared)
+        calibrate(prepared, calibration)
+        return prepared
+
+    def freeze_bn(self, prepared: nn.Module) -> None:
+        for node in prepared.graph.nodes:
+            if node.target == torch.ops.aten.batch_norm.default and node.args[5] is True:
+                args = list(node.args)
+                args[5] = False  # training=False: use and keep the running statistics
+                node.args = tuple(args)
+        prepared.recompile()
+
+    def freeze_observers(self, prepared: nn.Module) -> None:
+        from torchao.quantization.pt2e.fake_quantize import disable_observer
+
+        prepared.apply(disable_observer)
+
+    def convert(self, prepared: nn.Module) -> nn.Module:
+        from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+        move_exported_model_to_eval(prepared)
+        # fold_quantize=True breaks litert-torch (stablehlo.uniform_dequantize on an i8 tensor).
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        allow_exported_model_train_eval(converted)
+        converted.eval()
+        for module in converted.modules():
+            module.training = False  # else LiteRT warns that the model was converted in training mode
+        return converted
+
+    def export_options(self, converted: nn.Module, fmt: str) -> dict:
+        if fmt == "tflite":
+            from litert_torch.quantize.quant_config import QuantConfig
+
+            return {"quant_config": QuantConfig(pt2e_quantizer=self.quantizer)}
+        return {"dynamo": True}  # the legacy exporter fails on quantize_per_channel

@@ -1,0 +1,291 @@
+"""Render ``report.json`` as one self-contained ``report.html``: tables and inline SVG plots, no JavaScript.
+
+Every number says where it came from (device, runtime, threads, real / emulated / simulated). A time
+measured under emulation or simulation is never shown as a latency: those rows show instructions per
+inference. A section with no data says so in one line. The page's Content-Security-Policy forbids any
+external load, so a stray asset reference would show up as a console error (the rendering test looks).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+from edgekit.artifacts import write_atomically
+from edgekit.report import plots
+from edgekit.report.summary import (
+    accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, kernel_text,
+    measurement_kind, ratio_text, shows_latency,
+)
+
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0}
+th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;font-size:13px}td.n{text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}td.n{font-variant-numeric:tabular-nums}td.na{color:#777;text-align:center}
+th{background:#f4f4f4}.absent{color:#777;font-style:italic}.fail{color:#b00020;font-weight:bold}
+.note{color:#555;font-size:.92em}svg.plot{display:block;margin:.8em 0;max-width:100%;height:auto}
+"""
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+TOP_NODES = 12
+
+
+def write_html(report: dict, path: Path) -> Path:
+    """Write ``report`` as a self-contained HTML page at ``path`` (atomically); return the path."""
+    page = render_html(report)
+    return write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+
+
+def render_html(report: dict) -> str:
+    name = report.get("recipe", {}).get("name") or "build"
+    sections = [_model_card(report), _accuracy_section(report), _kernel_section(report), _size_section(report),
+                _latency_section(report), _training_section(report), _stages_section(report)]
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>edgekit report: {escape(name)}</title><style>{STYLE}</style></head><body>'
+            f'<h1>edgekit report: {escape(name)}</h1>{"".join(sections)}'
+            f'<p class="note">Rendered from report.json (schema version {escape(str(report.get("schema_version")))}) '
+            f'by edgekit {escape(str(report.get("edgekit_version")))}.</p></body></html>\n')
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def _model_card(report: dict) -> str:
+    model, recipe = report["model"], report.get("recipe", {})
+    training, qat = report.get("training"), report.get("qat")
+    rows = [("architecture", model["arch"]), ("width multiplier α", model["alpha"]),
+            ("resolution ρ", f"{model['resolution']}×{model['resolution']}"), ("classes", model["num_classes"]),
+            ("mult-adds", f"{model['macs']:,} ({model['macs'] / 1e6:.2f} M)"),
+            ("parameters", f"{model['params']:,} ({model['params'] / 1e6:.3f} M)")]
+    if training:
+        settings = recipe.get("train", {})
+        rows += [("training data", f"{training['dataset']}, {training['images']:,} images"),
+                 ("training", f"{training['epochs']} epochs, {training['steps']} steps, batch "
+                              f"{settings.get('batch_size', '?')}, {settings.get('optimizer', '?')} lr "
+                              f"{settings.get('lr', '?')} ({settings.get('schedule', '?')}), on "
+                              f"{training['device']} with {training['threads']} threads, {training['seconds']} s")]
+    else:
+        rows.append(("training data", recipe.get("data", {}).get("dataset", "not recorded")))
+    rows.append(("quantisation", _quantisation_text(recipe.get("quantize", {}), qat)))
+    rows.append(("edgekit", f"{report.get('edgekit_version')} (report schema {report.get('schema_version')})"))
+    rows += [(name, version) for name, version in report.get("environment", {}).items()]
+    if not report.get("environment"):
+        rows.append(("dependency versions", "not recorded in this report"))
+    table = _table(["", ""], [[key, str(value)] for key, value in rows], header=False)
+    return f"<h2>Model card</h2>{table}"
+
+
+def _quantisation_text(settings: dict, qat: dict | None) -> str:
+    method = settings.get("method", "?")
+    text = (f"{method}, {settings.get('weights', '?')} weights, {settings.get('activations', '?')} activations, "
+            f"{settings.get('calibration_batches', '?')} calibration batches")
+    if method == "qat":
+        text += f", QAT {settings.get('epochs', '?')} epochs at lr {settings.get('lr', '?')}"
+    if qat:
+        text += f"; QAT backend {qat['backend']}, {len(qat['history'])} logged steps"
+    elif method != "none":
+        text += "; QAT/PTQ not run in this build"
+    return text
+
+
+def _accuracy_section(report: dict) -> str:
+    entries = report.get("accuracy", [])
+    if not entries:
+        return _section("Accuracy per artifact and runtime", _absent("accuracy"))
+    rows = []
+    for entry in entries:
+        agreement = entry.get("agreement")
+        rows.append([entry["artifact"], artifact_format(report, entry["artifact"]), entry["precision"],
+                     entry["method"], entry["runtime"], entry["device"], entry["threads"], entry["dataset"],
+                     entry["samples"], _num(entry["top1"], 2), _num(entry["top5"], 2),
+                     _agreement_text(agreement) if agreement else "-"])
+    headers = ["artifact", "format", "precision", "method", "runtime", "device", "threads", "dataset",
+               "samples", "top-1 %", "top-5 %", "agreement"]
+    note = '<p class="note">Each row was measured in the named runtime on the named device and thread count.</p>'
+    return _section("Accuracy per artifact and runtime", _table(headers, rows) + note)
+
+
+def _agreement_text(agreement: dict) -> str:
+    return (f"top-1 agrees with {agreement['reference']} on {agreement['top1_agreement']:.2f}% of "
+            f"{agreement['samples']}; max diff {agreement['max_diff']:g} {agreement['unit']}")
+
+
+def _kernel_section(report: dict) -> str:
+    checks = report.get("int8_kernels", [])
+    if not checks:
+        return _section("int8 kernel check", _absent("the int8 kernel check"))
+    rows = [[check["artifact"], check["runtime"], check["int8"], check["float"], ", ".join(check["float_ops"]) or "-",
+             _Cell(kernel_text(check), "" if check["ok"] else "fail")] for check in checks]
+    return _section("int8 kernel check", _table(
+        ["artifact", "runtime", "int8 kernels", "float kernels", "float ops", "result"], rows))
+
+
+def _size_section(report: dict) -> str:
+    artifacts = report.get("artifacts", [])
+    if not artifacts:
+        return _section("Size per artifact", _absent("artifact sizes"))
+    rows = [[a["name"], a["path"], a["format"], a["precision"], a["method"], _Cell(f"{a['bytes']:,}", "n"),
+             _num(a["bytes"] / 1e6, 3), a["sha256"][:12]] for a in artifacts]
+    bars = [(f"{a['name']} ({a['precision']}, {a['method']})", a["bytes"] / 1e6,
+             plots.INT8_COLOR if a["precision"] == "int8" else plots.FLOAT_COLOR) for a in artifacts]
+    plot = plots.bar_svg("plot-size", "Size per artifact (MB, file on disk)", bars, "MB on disk")
+    table = _table(["artifact", "path", "format", "precision", "method", "bytes", "MB", "sha256"], rows)
+    return _section("Size per artifact", table + plot)
+
+
+def _latency_section(report: dict) -> str:
+    if not report.get("profiles"):
+        return _section("Latency per device", _absent("latency"))
+    return _section("Latency per device", "".join(_device_block(report, device) for device in devices(report)))
+
+
+def _device_block(report: dict, device: str) -> str:
+    profiles = [p for p in report["profiles"] if p["device"] == device]
+    kinds = sorted({measurement_kind(p) for p in profiles})
+    rows = [_latency_row(report, profile) for profile in profiles]
+    headers = ["artifact", "runtime", "precision", "threads", "measured", "p50 ms", "p90 ms", "p99 ms",
+               "mean ± std ms", "min ms", "instr / inference", "runs", "int8/float", "init ms",
+               "1st run ms", "peak RSS MB"]
+    host = profiles[0].get("host") or {}
+    host_text = ", ".join(f"{key}={value}" for key, value in host.items()) or "not recorded"
+    parts = [f"<h3>{escape(device)} ({escape(', '.join(kinds))})</h3>", _table(headers, rows),
+             f'<p class="note">host: {escape(host_text)}</p>']
+    if any(kind != "real" for kind in kinds):
+        parts.append('<p class="note">Emulated and simulated runs report instructions per inference; their '
+                     'wall-clock times are not device latencies and are not shown.</p>')
+    parts.append(_accuracy_latency_plot(report, device, profiles))
+    parts += [_per_node_plot(profile, index) for index, profile in enumerate(profiles) if profile.get("per_node")]
+    return "".join(parts)
+
+
+def _latency_row(report: dict, profile: dict) -> list:
+    kind = measurement_kind(profile)
+    instructions = profile.get("instructions_per_inference")
+    head = [profile["artifact"], profile["runtime"], _precision_of(report, profile), profile["threads"], kind]
+    tail = ["-" if instructions is None else _Cell(f"{instructions:,}", "n"), profile["runs"], _ratio_cell(profile)]
+    rss = "-" if profile.get("peak_rss_mb") is None else _num(profile["peak_rss_mb"], 1)
+    if kind != "real":  # a time under emulation or simulation is no latency: one grey cell instead of numbers
+        return [*head, _Cell(f"not a latency ({kind}): see instructions", "na", 5), *tail, _Cell("n/a", "na", 2), rss]
+    latency = profile["latency_ms"] or {}
+
+    def ms(value):
+        return "-" if value is None else _num(value, 3)
+
+    spread = f"{latency['mean']:.3f} ± {latency['std']:.3f}" if latency else "-"
+    return [*head, *(ms(latency.get(k)) for k in ("p50", "p90", "p99")), _Cell(spread, "n"), ms(latency.get("min")),
+            *tail, ms(profile.get("init_ms")), ms(profile.get("first_inference_ms")), rss]
+
+
+def _ratio_cell(profile: dict) -> str:
+    if profile.get("ratio_to_float") is None:
+        return "-"
+    return f"{ratio_text(profile)} (vs {profile.get('float_artifact') or 'float'})"
+
+
+def _accuracy_latency_plot(report: dict, device: str, profiles: list[dict]) -> str:
+    by_instructions = any(measurement_kind(p) != "real" for p in profiles)
+    float_series = plots.Series("float32", plots.FLOAT_COLOR)
+    int8_series = plots.Series("int8", plots.INT8_COLOR, marker="square")
+    for profile in profiles:
+        entry = accuracy_for(report, profile["artifact"], profile["runtime"])
+        x = (profile.get("instructions_per_inference") if by_instructions
+             else (profile["latency_ms"] or {}).get("p50"))
+        if entry is None or x is None:
+            continue
+        series = int8_series if entry["precision"] == "int8" else float_series
+        series.points.append((x, entry["top1"]))
+        series.labels.append(f"{artifact_key(report, profile['artifact'])} {profile['runtime']} {entry['method']}")
+    series = [s for s in (float_series, int8_series) if s.points]
+    if not series:
+        return _absent(f"accuracy vs latency on {device} (no profiled artifact has an accuracy entry)")
+    x_label = ("instructions per inference (emulated: not a latency)" if by_instructions
+               else "p50 latency, ms (real device)")
+    title = f"Top-1 vs {'instructions' if by_instructions else 'latency'} on {device}"
+    return plots.scatter_svg(f"plot-accuracy-latency-{_slug(device)}", title, series, x_label, "top-1 %")
+
+
+def _per_node_plot(profile: dict, index: int) -> str:
+    real = shows_latency(profile)
+    field, unit = ("ms", "ms per inference") if real else ("instructions", "instructions per inference")
+    nodes = sorted((n for n in profile["per_node"] if n.get(field) is not None), key=lambda n: -n[field])
+    if not nodes:
+        return _absent(f"per-layer {unit} for {profile['artifact']} on {profile['device']}")
+    bars = [(f"{n['name']}" + (f" ({n['op']})" if n.get("op") else ""), n[field], plots.PALETTE[2])
+            for n in nodes[:TOP_NODES]]
+    title = (f"Top layers of {profile['artifact']} on {profile['device']} ({profile['runtime']}, "
+             f"{profile['threads']} threads, {measurement_kind(profile)})")
+    return plots.bar_svg(f"plot-per-node-{_slug(profile['device'])}-{index}", title, bars, unit)
+
+
+def _training_section(report: dict) -> str:
+    series = []
+    for key, name, color in (("training", "float training", plots.FLOAT_COLOR), ("qat", "QAT", plots.INT8_COLOR)):
+        history = (report.get(key) or {}).get("history") or []
+        if history:
+            series.append(plots.Series(name, color, [(p["step"], p["loss"]) for p in history]))
+    if not series:
+        return _section("Training and QAT loss", _absent("training history"))
+    plot = plots.line_svg("plot-loss", "Training and QAT loss per step", series, "step (within its stage)", "loss")
+    return _section("Training and QAT loss", plot)
+
+
+def _stages_section(report: dict) -> str:
+    rows = [[s["name"], s["status"], _num(s["seconds"], 1), s["key"][:12]] for s in report.get("stages", [])]
+    body = _table(["stage", "status", "seconds", "cache key"], rows) if rows else _absent("stages")
+    if report.get("not_yet_built"):
+        body += f'<p class="note">Not built yet: {escape(", ".join(report["not_yet_built"]))}.</p>'
+    return _section("Build stages", body)
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+
+def _section(title: str, body: str) -> str:
+    return f"<section><h2>{escape(title)}</h2>{body}</section>"
+
+
+def _absent(what: str) -> str:
+    return f'<p class="absent">{escape(what[0].upper() + what[1:])}: not measured in this build.</p>'
+
+
+def _table(headers: list[str], rows: list[list], *, header: bool = True) -> str:
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>" if header else ""
+    body = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in rows)
+    return f'<div class="scroll"><table>{head}{body}</table></div>'
+
+
+@dataclass
+class _Cell:
+    """A formatted table cell: its text, a CSS class (n: number, na: not applicable, fail) and its span."""
+
+    text: str
+    css: str = ""
+    columns: int = 1
+
+
+def _cell(value) -> str:
+    if not isinstance(value, _Cell):
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = _Cell(str(value), "n" if numeric else "")
+    css = f' class="{value.css}"' if value.css else ""
+    span = f' colspan="{value.columns}"' if value.columns > 1 else ""
+    return f"<td{css}{span}>{escape(value.text)}</td>"
+
+
+def _num(value: float, digits: int) -> _Cell:
+    return _Cell(f"{float(value):.{digits}f}", "n")
+
+
+def _precision_of(report: dict, profile: dict) -> str:
+    artifact = find_artifact(report, profile["artifact"])
+    entry = accuracy_for(report, profile["artifact"], profile["runtime"])
+    described = artifact or entry
+    return f"{described['precision']}, {described['method']}" if described else "?"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"

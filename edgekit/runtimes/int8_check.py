@@ -1,0 +1,113 @@
+"""Is it really int8? Count the conv/matmul kernels a runtime will run in int8 and in float.
+
+A file can hold int8 weights and still compute in float: a QDQ ONNX whose DequantizeLinear -> Conv pairs
+onnxruntime does not fuse, or a TFLite model with int8 weights but float activations. So the check looks
+at what the runtime executes:
+
+* ONNX: onnxruntime optimises the graph with the session options every edgekit session uses (ENABLE_ALL)
+  and saves it to a temporary file (such a file is tied to the CPU it was made on, so it is never kept);
+  int8 kernels are QLinearConv, QGemm, QLinearMatMul, ConvInteger, MatMulInteger and com.microsoft's
+  dynamic-quantisation variants; any other op whose type names a Conv, Gemm or MatMul (Conv, FusedConv,
+  the NCHWc Conv, Gemm, FusedGemm, MatMul, ...) is a float kernel.
+* TFLite: every CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV and FULLY_CONNECTED op is int8 when both its
+  input and its weights are integer tensors (int8/uint8 weights; int8, uint8 or int16 activations);
+  anything else (float, or int8 weights on float activations, i.e. dynamic-range "hybrid" ops) is float.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from edgekit.errors import EdgekitError, UserInputError
+from edgekit.runtimes.base import runtime_for
+
+ONNX_INT8_KERNELS = {
+    "QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearConvTranspose",
+}
+ONNX_COMPUTE_WORDS = ("Conv", "Gemm", "MatMul")
+TFLITE_COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"}
+INTEGER_ACTIVATIONS = {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)}
+INTEGER_WEIGHTS = {np.dtype(np.int8), np.dtype(np.uint8)}  # uint8: legacy TF1 quantised models
+
+
+class Int8KernelError(EdgekitError):
+    """An artifact meant to be int8 runs some of its convolutions or matmuls in float."""
+
+
+def check_int8(path: str | Path, runtime_name: str | None = None) -> dict:
+    """{"artifact", "runtime", "int8", "float", "float_ops", "ok"} for one .onnx or .tflite file."""
+    path = Path(path)
+    runtime_name = runtime_name or runtime_for(path).name
+    counters = {"onnxruntime": _count_onnx, "litert": _count_tflite}
+    if runtime_name not in counters:
+        raise UserInputError(f"{path}: the int8 check knows onnxruntime and litert, not '{runtime_name}'")
+    if not path.is_file():
+        raise UserInputError(f"{path}: model file not found")
+    int8_ops, float_ops = counters[runtime_name](path)
+    return {"artifact": str(path), "runtime": runtime_name, "int8": len(int8_ops), "float": len(float_ops),
+            "float_ops": float_ops, "ok": not float_ops and bool(int8_ops)}
+
+
+def require_int8(results: Iterable[dict]) -> None:
+    """Raise Int8KernelError naming every artifact that has float convs/matmuls (or no int8 ones at all)."""
+    failures = [_failure(result) for result in results if not result["ok"]]
+    if failures:
+        raise Int8KernelError("not really int8: " + "; ".join(failures),
+                              hint="docs/runtimes.md explains what the check counts")
+
+
+def _failure(result: dict) -> str:
+    total = result["int8"] + result["float"]
+    if total == 0:
+        return f"{result['artifact']}: no conv/matmul kernels found ({result['runtime']})"
+    return f"{result['artifact']}: {result['float']} of {total} convs/matmuls run in float ({result['runtime']})"
+
+
+def _count_onnx(path: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    from edgekit.runtimes.onnxruntime_rt import open_session, session_options
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-check-") as folder:
+        optimised_path = Path(folder) / "optimised.onnx"
+        open_session(path, session_options(1, optimized_model_path=optimised_path))
+        # Only op types are needed; the saved graph may point at external weight files relative to ``folder``.
+        graph = onnx.load(str(optimised_path), load_external_data=False).graph
+    int8_ops, float_ops = [], []
+    for node in graph.node:
+        label = f"{node.op_type}({node.name})"
+        if node.op_type in ONNX_INT8_KERNELS:
+            int8_ops.append(label)
+        elif any(word in node.op_type for word in ONNX_COMPUTE_WORDS):
+            float_ops.append(label)
+    return int8_ops, float_ops
+
+
+def _count_tflite(path: Path) -> tuple[list[str], list[str]]:
+    from edgekit.runtimes.litert_rt import make_interpreter
+
+    # Without the default delegate the op list is the model's own, not one DELEGATE node.
+    interpreter = make_interpreter(path, 1, default_delegates=False)
+    dtypes = {detail["index"]: np.dtype(detail["dtype"]) for detail in interpreter.get_tensor_details()}
+    int8_ops, float_ops = [], []
+    for op in interpreter._get_ops_details():  # the only op listing the Python API offers
+        if op["op_name"] not in TFLITE_COMPUTE_OPS:
+            continue
+        activation, weights = (dtypes.get(int(index)) for index in _data_inputs(op))
+        label = f"{op['op_name']}#{op['index']}"
+        if activation in INTEGER_ACTIVATIONS and weights in INTEGER_WEIGHTS:
+            int8_ops.append(label)
+        else:
+            float_ops.append(f"{label}({activation}, weights {weights})")
+    return int8_ops, float_ops
+
+
+def _data_inputs(op: dict) -> tuple[int, int]:
+    """(activation, weights) tensor indices; TRANSPOSE_CONV lists (output_shape, weights, activation)."""
+    inputs = [int(index) for index in op["inputs"]]
+    return (inputs[2], inputs[1]) if op["op_name"] == "TRANSPOSE_CONV" else (inputs[0], inputs[1])

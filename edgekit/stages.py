@@ -1,0 +1,209 @@
+"""The stages of a build, each a function from the build context (recipe + earlier artifacts) to a
+``StageOutput``. ``pipeline.py`` wires them; heavy imports happen inside each stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.artifacts import sha256_file
+from edgekit.pipeline import BuildContext, StageOutput
+from edgekit.recipe import Recipe
+
+
+def model_from_recipe(recipe: Recipe):
+    from edgekit.models import create_model
+
+    section = recipe.model
+    return create_model(
+        section.arch, alpha=section.alpha, num_classes=section.num_classes, activation=section.activation,
+        conv=section.conv, shallow=section.shallow, padding=section.padding, dropout=section.dropout,
+    )
+
+
+def model_summary(recipe: Recipe) -> dict:
+    from edgekit.models.cost import profile_model
+
+    cost = profile_model(model_from_recipe(recipe), recipe.model.resolution)
+    section = recipe.model
+    return {"arch": section.arch, "alpha": section.alpha, "resolution": section.resolution,
+            "num_classes": section.num_classes, "macs": cost.macs, "params": cost.params}
+
+
+def _datasets_and_transform(recipe: Recipe, train: bool):
+    from edgekit.data import BatchTransform, build_datasets
+
+    train_set, test_set = build_datasets(recipe.data, recipe.model.resolution, recipe.seed)
+    transform = BatchTransform(recipe.model.resolution, recipe.data.mean, recipe.data.std,
+                               augment=train and recipe.data.augment)
+    return (train_set if train else test_set), transform
+
+
+def weights_key(recipe: Recipe) -> dict:
+    weights = recipe.model.weights
+    return {"weights_sha256": sha256_file(weights) if weights and Path(weights).is_file() else weights}
+
+
+def train_stage(context: BuildContext) -> StageOutput:
+    import torch
+
+    from edgekit.artifacts import save_torch
+    from edgekit.train import configure_torch, load_weights, pick_device, train
+
+    recipe = context.recipe
+    configure_torch(recipe.train.threads)
+    device = pick_device(recipe.train.device)
+    torch.manual_seed(recipe.seed)
+    model = model_from_recipe(recipe)
+    if recipe.model.weights:
+        load_weights(model, recipe.model.weights)
+    dataset, transform = _datasets_and_transform(recipe, train=True)
+    checkpoint = context.path("train/checkpoint.pt")
+    result = train(model.to(device), dataset, transform, recipe.train, seed=recipe.seed,
+                   checkpoint_path=checkpoint, checkpoint_key=context.stage_key, on_step=context.on_step)
+    save_torch(context.path("train/model.pt"), {k: v.cpu() for k, v in model.state_dict().items()})
+    checkpoint.unlink(missing_ok=True)
+    return StageOutput({"float_model": "train/model.pt"}, {"training": {
+        "dataset": dataset.name, "images": len(dataset), "epochs": recipe.train.epochs, "steps": result.steps,
+        "resumed_from_step": result.resumed_from_step, "seconds": round(result.seconds, 1),
+        "device": str(device), "threads": torch.get_num_threads(), "history": result.history,
+    }})
+
+
+def evaluate_float_stage(context: BuildContext) -> StageOutput:
+    import torch
+
+    from edgekit.train import configure_torch, evaluate, pick_device
+
+    recipe = context.recipe
+    configure_torch(recipe.train.threads)
+    device = pick_device(recipe.train.device)
+    model = model_from_recipe(recipe)
+    model.load_state_dict(torch.load(context.artifact("float_model"), map_location="cpu", weights_only=True))
+    dataset, transform = _datasets_and_transform(recipe, train=False)
+    scores = evaluate(model.to(device), dataset, transform, recipe.train.eval_batch_size, "evaluate float")
+    entry = {"artifact": context.artifacts["float_model"], "runtime": "torch", "precision": "float32",
+             "method": "float", "dataset": dataset.name, "device": str(device),
+             "threads": torch.get_num_threads(), **scores}
+    return StageOutput({}, {"accuracy": [entry]})
+
+
+
+
+def _float_model(context: BuildContext):
+    import torch
+
+    model = model_from_recipe(context.recipe)
+    model.load_state_dict(torch.load(context.artifact("float_model"), map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def _example_batch(recipe: Recipe):
+    """Two real test images: export traces with real data, and batch 2 keeps the batch dim symbolic."""
+    import torch
+
+    test_set, transform = _datasets_and_transform(recipe, train=False)
+    return transform(test_set.load(torch.arange(2)))
+
+
+def export_float_stage(context: BuildContext) -> StageOutput:
+    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
+    from edgekit.train import configure_torch
+
+    recipe = context.recipe
+    configure_torch(recipe.train.threads)
+    model, example = _float_model(context), _example_batch(recipe)
+    artifacts, entries = {}, []
+    for fmt in recipe.export.formats:
+        relative = f"float/model{FORMAT_SUFFIX[fmt]}"
+        if fmt == "tflite":
+            write_tflite(model, example, context.path(relative))
+        else:
+            write_onnx(model, example, context.path(relative), opset=recipe.export.onnx_opset)
+        artifacts[f"float_{fmt}"] = relative
+        entries.append(artifact_entry(f"float_{fmt}", context.path(relative), context.out_dir, fmt,
+                                      "float32", "float", "torch"))
+    return StageOutput(artifacts, {"artifacts": entries})
+
+
+REFERENCE_SAMPLES = 500
+
+
+def quantize_stage(context: BuildContext) -> StageOutput:
+    import numpy as np
+    import torch
+
+    from edgekit.artifacts import save_torch, write_atomically
+    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
+    from edgekit.quantize import get_backend, resolve_backend
+    from edgekit.quantize.algorithm import calibration_batches, ptq, qat
+    from edgekit.train import configure_torch
+
+    recipe, config = context.recipe, context.recipe.quantize
+    if config.method == "none":
+        return StageOutput({}, {"quantization": {"method": "none"}})
+    configure_torch(recipe.train.threads)
+    torch.manual_seed(recipe.seed)
+    backend_name = resolve_backend(config.backend, recipe.export.formats)
+    backend = get_backend(backend_name)
+    float_model = _float_model(context)
+    train_set, train_transform = _datasets_and_transform(recipe, train=True)
+    _, eval_transform = _datasets_and_transform(recipe, train=False)
+    example = _example_batch(recipe)
+    calibration = list(calibration_batches(train_set, eval_transform, recipe.train.batch_size,
+                                           config.calibration_batches, recipe.seed))
+    per_channel = config.weights == "per_channel"
+    results = {"ptq": ptq(backend, float_model, example, calibration, per_channel)}
+    if config.method == "qat":
+        results["qat"] = qat(backend, _float_model(context), example, calibration, dataset=train_set,
+                             transform=train_transform, train_config=recipe.train, config=config,
+                             seed=recipe.seed, checkpoint_path=context.path("quantize/qat_checkpoint.pt"),
+                             checkpoint_key=context.stage_key, on_step=context.on_step)
+
+    artifacts, entries = {}, []
+    for method, result in results.items():
+        state_path = f"quantize/{method}_state.pt"
+        save_torch(context.path(state_path), backend.state_dict(result.prepared))
+        artifacts[f"{method}_state"] = state_path
+        for fmt in recipe.export.formats:
+            relative = f"int8/{method}{FORMAT_SUFFIX[fmt]}"
+            options = backend.export_options(result.converted, fmt)
+            if fmt == "tflite":
+                write_tflite(result.converted, example, context.path(relative), **options)
+            else:
+                write_onnx(result.converted, example, context.path(relative),
+                           opset=max(recipe.export.onnx_opset, 17), **options)
+            artifacts[f"{method}_{fmt}"] = relative
+            entries.append(artifact_entry(f"{method}_{fmt}", context.path(relative), context.out_dir, fmt,
+                                          "int8", method, backend_name))
+    context.path("quantize/qat_checkpoint.pt").unlink(missing_ok=True)
+
+    reference = _reference_logits(recipe, float_model, results)
+    write_atomically(context.path("quantize/reference.npz"), lambda tmp: np.savez(open(tmp, "wb"), **reference))
+    artifacts["reference"] = "quantize/reference.npz"
+    report = {"artifacts": entries, "quantization": {
+        "method": config.method, "backend": backend_name, "weights": config.weights, "activations": config.activations,
+        "calibration_images": sum(len(batch) for batch in calibration)}}
+    if "qat" in results:
+        training = results["qat"].training
+        report["qat"] = {"backend": backend_name, "epochs": config.epochs, "lr": config.lr, "steps": training.steps,
+                         "seconds": round(training.seconds, 1), "resumed_from_step": training.resumed_from_step,
+                         "freeze_bn_after": config.freeze_bn_after,
+                         "freeze_observers_after": config.freeze_observers_after, "history": training.history}
+    return StageOutput(artifacts, report)
+
+
+def _reference_logits(recipe: Recipe, float_model, results) -> dict:
+    """Torch outputs of every model on the first test images: what each exported file must reproduce."""
+    import torch
+
+    test_set, transform = _datasets_and_transform(recipe, train=False)
+    count = min(REFERENCE_SAMPLES, len(test_set))
+    indices = torch.arange(count)
+    images = transform(test_set.load(indices))
+    with torch.no_grad():
+        logits = {"float": float_model(images)}
+        for method, result in results.items():
+            logits[method] = torch.cat([result.converted(chunk) for chunk in images.split(100)])
+    arrays = {name: value.numpy() for name, value in logits.items()}
+    arrays["indices"] = indices.numpy()
+    return arrays

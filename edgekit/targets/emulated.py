@@ -1,0 +1,117 @@
+"""An ARM CPU with no board: aarch64 Python and runtimes under qemu-user, measured in guest instructions.
+
+Every command runs as ``qemu-aarch64 -cpu <qemu_cpu> -L <sysroot view> -plugin <insn.so>,out=FILE ...``
+with the sysroot's Python (``edgekit devices setup`` builds it). When the command is the on-device
+script, ``--markers`` is added: the plugin then counts the guest instructions of each timed inference
+and the script reports their median as ``instructions_per_inference``. Emulated wall time says nothing
+about a real core (float ran ~800x, int8 ~70-100x slower than native), so no latency is ever reported;
+instruction counts are comparable only between runs on the same ``qemu_cpu``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from pathlib import Path
+
+from edgekit.targets.base import CommandResult
+from edgekit.targets.local import LocalTarget, run_process
+from edgekit.targets.sysroot import SETUP_HINT, sysroot_paths, sysroot_ready
+
+QEMU = "qemu-aarch64"  # the dynamic build (Debian's qemu-user): the static one cannot load plugins
+PYTHON_NAMES = {"python", "python3", "python3.11"}
+ONDEVICE_SCRIPT = "ondevice.py"
+INSN_FILE_ENV = "EDGEKIT_INSN_FILE"  # also in ondevice.py
+GUEST_PATH = ("usr/local/bin", "usr/bin", "usr/sbin")
+
+
+class EmulatedArm64Target(LocalTarget):
+    """Runs in a temporary directory on this machine, every command under qemu-aarch64."""
+
+    kind = "emulated-arm64"
+    emulated = True
+
+    def __init__(self, profile):
+        super().__init__(profile)
+        settings = profile.emulated_arm64
+        self.qemu_cpu = settings.qemu_cpu
+        self.paths = sysroot_paths(settings.sysroot, settings.qemu_cpu)
+        #: the interpreter to name as argv[0]; "python3" works too
+        self.python = str(self.paths.python)
+        #: guest instructions of each timed inference of the last profiling run (empty if none)
+        self.last_instruction_counts: list[int] = []
+        self._runs = 0
+
+    def available(self) -> tuple[bool, str]:
+        if not shutil.which(QEMU):
+            return False, f"{QEMU} is not installed; {SETUP_HINT}"
+        return sysroot_ready(self.paths)
+
+    def run(self, argv: list[str], *, timeout: float) -> CommandResult:
+        self._runs += 1
+        counts_file = self.workdir / f"instructions-{self._runs}.txt"
+        counts_file.unlink(missing_ok=True)
+        result = run_process(self.qemu_argv(argv, counts_file), timeout=timeout, device=self.name,
+                             cwd=self.workdir, what=f"{QEMU} ({Path(argv[0]).name})")
+        self.last_instruction_counts = _read_counts(counts_file)
+        return result
+
+    def qemu_argv(self, argv: list[str], counts_file: Path) -> list[str]:
+        """The full command line: qemu, its options and the plugin, then ``argv`` as the guest sees it."""
+        program, *args = argv
+        program = self.guest_program(program)
+        if _runs_ondevice_script(args) and "--markers" not in args:
+            args = [*args, "--markers"]
+        # Several runtime threads are several qemu threads: count atomically then (slower, still exact).
+        atomic = "on" if _threads(args) > 1 else "off"
+        return [
+            QEMU, "-cpu", self.qemu_cpu, "-L", str(self.paths.view),
+            "-E", f"PYTHONPATH={self.paths.site}", "-E", f"{INSN_FILE_ENV}={counts_file}",
+            "-plugin", f"{self.paths.plugin},out={counts_file},atomic={atomic}",
+            program, *args,
+        ]
+
+    def guest_program(self, program: str) -> str:
+        """A bare name is looked up in the sysroot like PATH on a board; ``python3`` is its Python 3.11."""
+        if program in PYTHON_NAMES:
+            return str(self.paths.python)
+        if "/" not in program:
+            for folder in GUEST_PATH:
+                candidate = self.paths.view / folder / program
+                if candidate.exists():
+                    return str(candidate)
+        return program
+
+    def instruction_spread(self) -> dict | None:
+        """Median, min, max and relative spread ((max - min) / median) of the last run's counts."""
+        counts = self.last_instruction_counts
+        if not counts:
+            return None
+        median = statistics.median(counts)
+        return {"median": int(median), "min": min(counts), "max": max(counts), "runs": len(counts),
+                "spread": (max(counts) - min(counts)) / median if median else 0.0}
+
+    def describe(self) -> dict:
+        return {**super().describe(), "qemu_cpu": self.qemu_cpu, "machine": "aarch64",
+                "measures": "guest instructions per inference (qemu TCG plugin); no latency",
+                "sysroot": str(self.paths.root)}
+
+
+def _runs_ondevice_script(args: list[str]) -> bool:
+    return bool(args) and Path(args[0]).name == ONDEVICE_SCRIPT
+
+
+def _threads(args: list[str]) -> int:
+    for flag, value in zip(args, [*args[1:], ""]):
+        if flag.startswith("--threads="):
+            flag, value = "--threads", flag.split("=", 1)[1]
+        if flag == "--threads" and value.isdigit():
+            return int(value)
+    return 1
+
+
+def _read_counts(path: Path) -> list[int]:
+    try:
+        return [int(line) for line in path.read_text().split()]
+    except (OSError, ValueError):
+        return []

@@ -1,0 +1,139 @@
+"""Real model files for the runtime tests, built once per session.
+
+A MobileNet v1 (alpha 0.25, 32x32, 10 classes) trained for 100 steps (~60% top-1) on a Fashion-MNIST slice, then:
+float ONNX (dynamo export, dynamic batch), int8 ONNX (onnxruntime ``quantize_static``: QDQ, per-channel,
+calibrated on 64 real images), float TFLite (NCHW input, batch fixed at 1) and int8 TFLite (PT2E PTQ,
+int8 I/O, NHWC input via ``to_channel_last_io``). Building all four takes ~30 s of CPU (training 100 steps ~3 s, each conversion 5-8 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgekit.data import BatchTransform, ImageSet, build_datasets
+from edgekit.models import create_model
+from edgekit.recipe.schema import DataSection, TrainSection
+from edgekit.train import configure_torch, train
+
+RESOLUTION = 32
+MEAN = STD = [0.5, 0.5, 0.5]
+CALIBRATION_IMAGES = 64
+
+
+@dataclass
+class Fixtures:
+    model: torch.nn.Module
+    test_set: ImageSet
+    transform: BatchTransform
+    images: np.ndarray  # the whole test set, preprocessed: float32 NCHW
+    labels: np.ndarray
+    quantized_graph: torch.nn.Module  # the PT2E-converted (fake-quantised) torch graph behind int8.tflite, NCHW
+    files: dict[str, Path]  # "float.onnx", "int8.onnx", "float.tflite", "int8.tflite"
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Fixtures:
+    folder = tmp_path_factory.mktemp("runtimes")
+    threads_before = torch.get_num_threads()
+    configure_torch(1)  # one core: the machine is shared
+    torch.manual_seed(0)
+    try:
+        train_set, test_set = build_datasets(DataSection(max_train_samples=3200, max_eval_samples=300), RESOLUTION, seed=0)
+        model = _trained_model(train_set, folder)
+        transform = BatchTransform(RESOLUTION, MEAN, STD, augment=False)
+        calibration = transform(train_set.load(torch.arange(CALIBRATION_IMAGES)))
+        files = {
+            "float.onnx": _export_onnx(model, folder / "float.onnx"),
+            "float.tflite": _export_tflite(model, folder / "float.tflite"),
+        }
+        quantized_graph, files["int8.tflite"] = _export_int8_tflite(model, calibration, folder / "int8.tflite")
+        files["int8.onnx"] = _quantize_onnx(files["float.onnx"], calibration, folder / "int8.onnx")
+    finally:
+        torch.set_num_threads(threads_before)
+    images = transform(test_set.load(torch.arange(len(test_set)))).numpy()
+    return Fixtures(model, test_set, transform, images, test_set.labels.numpy(), quantized_graph, files)
+
+
+@pytest.fixture(scope="session")
+def torch_logits(built) -> np.ndarray:
+    with torch.no_grad():
+        return built.model(torch.from_numpy(built.images)).numpy()
+
+
+@pytest.fixture(scope="session")
+def batch_one_onnx(built, tmp_path_factory) -> Path:
+    """The float ONNX with its batch dimension pinned to 1, as some exporters write it."""
+    import onnx
+
+    model = onnx.load(str(built.files["float.onnx"]))
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path_factory.mktemp("batch1") / "batch1.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def _trained_model(train_set: ImageSet, folder: Path) -> torch.nn.Module:
+    model = create_model("mobilenet_v1", alpha=0.25, num_classes=10)
+    config = TrainSection(epochs=1, batch_size=32, lr=0.01, threads=1, device="cpu", channels_last=False)
+    transform = BatchTransform(RESOLUTION, MEAN, STD, augment=False)
+    train(model, train_set, transform, config, seed=0, checkpoint_path=folder / "train.pt", checkpoint_key="runtimes")
+    return model.eval()
+
+
+def _example(batch: int = 1) -> tuple[torch.Tensor]:
+    return (torch.zeros(batch, 3, RESOLUTION, RESOLUTION),)
+
+
+def _export_onnx(model: torch.nn.Module, path: Path) -> Path:
+    batch = torch.export.Dim("batch")
+    torch.onnx.export(model, _example(), str(path), dynamo=True, opset_version=17, external_data=False,
+                      dynamic_shapes=({0: batch},), input_names=["image"], output_names=["logits"])
+    return path
+
+
+def _quantize_onnx(float_path: Path, calibration: torch.Tensor, path: Path) -> Path:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter({"image": chunk.numpy()} for chunk in calibration.split(16))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return path
+
+
+def _export_tflite(model: torch.nn.Module, path: Path) -> Path:
+    import litert_torch
+
+    litert_torch.convert(model, _example()).export(str(path))
+    return path
+
+
+def _export_int8_tflite(model: torch.nn.Module, calibration: torch.Tensor, path: Path) -> tuple[torch.nn.Module, Path]:
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=False))
+    batch = torch.export.Dim("batch")
+    exported = torch.export.export(model, _example(2), dynamic_shapes=({0: batch},)).module()
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        for chunk in calibration.split(16):
+            prepared(chunk)
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    channels_last = litert_torch.to_channel_last_io(converted, args=[0])
+    example = (torch.zeros(1, RESOLUTION, RESOLUTION, 3),)
+    litert_torch.convert(channels_last, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    return converted, path
