@@ -49,6 +49,14 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser("schema", help="print the recipe schema: every key, its type, default and meaning")
     schema.set_defaults(handler=_schema)
+
+    from edgekit.gate.cli import add_parser as add_gate_parser
+    from edgekit.profile.cli import add_parser as add_profile_parser
+    from edgekit.targets.devices_cli import add_parser as add_devices_parser
+
+    add_profile_parser(commands)
+    add_devices_parser(commands)
+    add_gate_parser(commands)
     return parser
 
 
@@ -62,24 +70,13 @@ def _build(args) -> int:
     from edgekit.pipeline import build
     from edgekit.recipe import load_recipe
 
+    from edgekit.report import format_summary
+
     recipe = load_recipe(args.recipe, args.overrides)
-    report, _records = build(recipe, args.out, force=tuple(args.force))
     out_dir = args.out or Path("builds") / recipe.name
-    _print_summary(report, out_dir)
+    report, _records = build(recipe, out_dir, force=tuple(args.force))
+    print(format_summary(report, out_dir))
     return 0
-
-
-def _print_summary(report: dict, out_dir: Path) -> None:
-    model = report["model"]
-    print(f"\n{model['arch']} α={model['alpha']} ρ={model['resolution']} classes={model['num_classes']}: "
-          f"{model['macs'] / 1e6:.1f} M mult-adds, {model['params'] / 1e6:.3f} M params")
-    print(f"{'artifact':<24} {'runtime':<12} {'device':<8} {'threads':>7} {'top-1 %':>8} {'top-5 %':>8} {'samples':>8}")
-    for entry in report["accuracy"]:
-        print(f"{entry['artifact']:<24} {entry['runtime']:<12} {entry['device']:<8} {entry['threads']:>7} "
-              f"{entry['top1']:>8.2f} {entry['top5']:>8.2f} {entry['samples']:>8}")
-    if report.get("not_yet_built"):
-        print(f"not built yet (later milestone issues): {', '.join(report['not_yet_built'])}")
-    print(f"report: {out_dir / 'report.json'}")
 
 
 def _inspect(args) -> int:

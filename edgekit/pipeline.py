@@ -21,7 +21,7 @@ from edgekit.errors import UserInputError
 from edgekit.recipe import Recipe
 
 REPORT_SCHEMA_VERSION = 1
-NOT_YET_BUILT = ("runtime evaluation", "profile", "report.html", "gate")
+NOT_YET_BUILT: tuple[str, ...] = ()
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Stage:
     inputs: tuple[str, ...]
     run: Callable[[BuildContext], StageOutput]
     extra_key: Callable[[Recipe], dict] = lambda recipe: {}
+    cache: bool = True  # profiling measures the machine as it is now: never reused
 
 
 @dataclass
@@ -72,10 +73,19 @@ def stage_key(stage: Stage, context: BuildContext) -> str:
         "stage": stage.name,
         "sections": {name: getattr(recipe, name).model_dump() if name != "seed" else recipe.seed
                      for name in stage.sections},
-        "inputs": {name: sha256_file(context.artifact(name)) for name in stage.inputs},
+        "inputs": {name: sha256_file(context.artifact(name)) for name in _input_names(stage, context)},
         "extra": stage.extra_key(recipe),
         "edgekit": __version__,
     })
+
+
+ALL_ARTIFACTS = "*"
+
+
+def _input_names(stage: Stage, context: BuildContext) -> list[str]:
+    if stage.inputs == (ALL_ARTIFACTS,):
+        return sorted(context.artifacts)
+    return list(stage.inputs)
 
 
 def run_stages(
@@ -94,11 +104,12 @@ def run_stages(
     records: list[StageRecord] = []
     fragments: list[dict] = [base_report or {}]
     for stage in stages:
-        missing = [name for name in stage.inputs if name not in context.artifacts]
+        missing = [name for name in _input_names(stage, context) if name not in context.artifacts]
         if missing:
             raise RuntimeError(f"stage {stage.name} needs {missing}, which no earlier stage made")  # a wiring bug
         key = stage_key(stage, context)
-        cached = None if stage.name in force else _cached_output(context.out_dir, stage.name, key)
+        reusable = stage.cache and stage.name not in force
+        cached = _cached_output(context.out_dir, stage.name, key) if reusable else None
         started = time.perf_counter()
         if cached is not None:
             output, status = cached, "cached"
@@ -176,14 +187,39 @@ def build_stages() -> list[Stage]:
         Stage("export", ("model", "data", "export"), ("float_model",), stages.export_float_stage),
         Stage("quantize", ("seed", "model", "data", "train", "quantize", "export"), ("float_model",),
               stages.quantize_stage),
+        Stage("runtimes", ("model", "data", "train", "evaluate", "export"), (ALL_ARTIFACTS,),
+              stages.evaluate_runtimes_stage),
+        Stage("profile", ("profile",), (ALL_ARTIFACTS,), stages.profile_stage, stages.device_files_key, cache=False),
     ]
 
 
 def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (),
           on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> tuple[dict, list[StageRecord]]:
-    """Run the whole build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``)."""
-    context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
-    context.out_dir.mkdir(parents=True, exist_ok=True)
+    """Run the whole build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``), write
+    report.html beside report.json, then enforce ``export.require_int8_kernels``."""
+    from edgekit.report import write_html
+    from edgekit.runtimes import require_int8
     from edgekit.stages import model_summary
 
-    return run_stages(build_stages(), context, force=force, base_report={"model": model_summary(recipe)}, log=log)
+    context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
+    context.out_dir.mkdir(parents=True, exist_ok=True)
+    base_report = {"model": model_summary(recipe), "environment": environment()}
+    report, records = run_stages(build_stages(), context, force=force, base_report=base_report, log=log)
+    write_html(report, context.out_dir / "report.html")
+    if recipe.export.require_int8_kernels:
+        require_int8(report.get("int8_kernels", []))
+    return report, records
+
+
+def environment() -> dict:
+    """Versions of the packages whose behaviour the numbers depend on."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "machine": platform.machine()}
+    for package in ("torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxruntime", "nncf", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions

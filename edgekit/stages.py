@@ -207,3 +207,96 @@ def _reference_logits(recipe: Recipe, float_model, results) -> dict:
     arrays = {name: value.numpy() for name, value in logits.items()}
     arrays["indices"] = indices.numpy()
     return arrays
+
+
+class _StoredReference:
+    """Replays torch logits saved by the quantize stage, batch after batch, as evaluate_file asks for them."""
+
+    def __init__(self, logits):
+        self.logits, self.cursor = logits, 0
+
+    def __call__(self, images):
+        rows = self.logits[self.cursor : self.cursor + len(images)]
+        self.cursor += len(images)
+        return rows
+
+
+RUNTIME_FOR_FORMAT = {"tflite": "litert", "onnx": "onnxruntime"}
+EXPORTED = ("float", "ptq", "qat")
+
+
+def exported_files(context: BuildContext) -> list[tuple[str, str, str]]:
+    """(artifact name, method, format) of every exported model file, float first."""
+    files = []
+    for method in EXPORTED:
+        for fmt in ("tflite", "onnx"):
+            if f"{method}_{fmt}" in context.artifacts:
+                files.append((f"{method}_{fmt}", method, fmt))
+    return files
+
+
+def evaluate_runtimes_stage(context: BuildContext) -> StageOutput:
+    import numpy as np
+    import torch
+
+    from edgekit.runtimes import check_int8
+    from edgekit.runtimes.evaluate import evaluate_file
+
+    recipe = context.recipe
+    test_set, transform = _datasets_and_transform(recipe, train=False)
+    test_set = test_set.subset(recipe.evaluate.max_samples, recipe.seed)
+    reference_file = context.artifacts.get("reference")
+    references = dict(np.load(context.path(reference_file))) if reference_file else {}
+    accuracy, kernels = [], []
+    for name, method, fmt in exported_files(context):
+        runtime = RUNTIME_FOR_FORMAT[fmt]
+        if runtime not in recipe.evaluate.runtimes:
+            continue
+        path = context.artifact(name)
+        stored = references.get(method)
+        scores = evaluate_file(path, runtime, test_set, transform, threads=recipe.evaluate.threads,
+                               batch_size=recipe.train.eval_batch_size,
+                               reference=_StoredReference(stored) if stored is not None else None,
+                               reference_samples=len(stored) if stored is not None else 1)
+        entry = {"artifact": context.artifacts[name], "runtime": runtime,
+                 "precision": "float32" if method == "float" else "int8", "method": method,
+                 "dataset": test_set.name, "device": "cpu", "threads": recipe.evaluate.threads,
+                 "top1": scores["top1"], "top5": scores["top5"], "samples": scores["samples"]}
+        if "reference" in scores:
+            entry["agreement"] = {"reference": f"torch {method} model", **scores["reference"]}
+        accuracy.append(entry)
+        if method != "float":
+            kernels.append({**check_int8(path, runtime), "artifact": context.artifacts[name]})
+    return StageOutput({}, {"accuracy": accuracy, "int8_kernels": kernels})
+
+
+def device_files_key(recipe: Recipe) -> dict:
+    return {"device_files": {device: sha256_file(device) if Path(device).is_file() else None
+                             for device in recipe.profile.devices}}
+
+
+def profile_stage(context: BuildContext) -> StageOutput:
+    from edgekit.profile import load_device_profile, profile_artifacts
+
+    files = exported_files(context)
+    floats = {fmt: context.artifact(name) for name, method, fmt in files if method == "float"}
+    int8 = [(context.artifact(name), fmt) for name, method, fmt in files if method != "float"]
+    twins = {str(path): floats[fmt] for path, fmt in int8 if fmt in floats}
+    paths = list(floats.values()) + [path for path, _ in int8]
+    entries = []
+    for device_file in context.recipe.profile.devices:
+        device = load_device_profile(device_file)
+        measured = profile_artifacts(paths, device, float_twins=twins, threads=context.recipe.profile.threads)
+        for entry in measured:
+            entry["artifact"] = _relative_to(entry["artifact"], context.out_dir)
+            if entry.get("float_artifact"):
+                entry["float_artifact"] = _relative_to(entry["float_artifact"], context.out_dir)
+        entries.extend(measured)
+    return StageOutput({}, {"profiles": entries})
+
+
+def _relative_to(path: str, out_dir: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(out_dir.resolve()))
+    except ValueError:
+        return str(path)

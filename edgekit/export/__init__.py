@@ -22,10 +22,11 @@ class ExportError(EdgekitError):
 
 
 def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_config=None) -> Path:
-    """litert-torch conversion with NHWC input (no leading TRANSPOSE); int8 I/O when quantized."""
+    """litert-torch conversion at batch 1 (how edge devices run it) with NHWC input (no leading
+    TRANSPOSE); int8 I/O when quantized."""
     import litert_torch
 
-    nhwc_example = example.permute(0, 2, 3, 1).contiguous()
+    nhwc_example = example[:1].permute(0, 2, 3, 1).contiguous()
     wrapped = litert_torch.to_channel_last_io(module, args=[0]).eval()
     with _quiet():
         try:

@@ -98,7 +98,8 @@ class EvaluateSection(Section):
 
 
 class ProfileSection(Section):
-    devices: list[str] = Field(["devices/host.yaml"], description="Device profiles (`devices/*.yaml`) to profile on.")
+    devices: list[str] = Field(["devices/host.yaml"], description="Device profiles (`devices/*.yaml`) to profile on, in order.")
+    threads: Optional[list[int]] = Field(None, description="Thread counts to measure with (default: each device profile's own list).")
 
 
 class GateSection(Section):
