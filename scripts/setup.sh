@@ -24,3 +24,17 @@ command -v "$python" >/dev/null || python=python3
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e ".$extras"
 .venv/bin/python -c "import edgekit, torch; print(f'setup: edgekit {edgekit.__version__}, torch {torch.__version__} in .venv')"
+
+# The default recipe also profiles on an emulated Cortex-A76: qemu-user + an aarch64 sysroot (~1 min once).
+if [[ $(id -u) == 0 ]]; then
+  bash scripts/setup-emulation.sh
+  .venv/bin/edgekit devices setup devices/arm64-cortex-a76-emulated.yaml
+else
+  echo "setup: not root: skipping the emulated ARM set-up (sudo bash scripts/setup-emulation.sh)" >&2
+fi
+
+if [[ -n "$extras" ]]; then
+  bash scripts/setup-ssh.sh        # the ssh target's tests start their own sshd on 127.0.0.1
+  bash scripts/setup-browser.sh    # report.html is rendered in headless Chromium by a test
+  bash scripts/setup-qnn.sh        # Qualcomm HTP simulator for the qnn-htp target's tests
+fi

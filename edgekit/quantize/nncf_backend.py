@@ -1,0 +1,184 @@
+"""NNCF backend: BatchNorm folded into the convs, ``nncf.quantize`` with the MIXED preset, QDQ ONNX.
+
+The settings are the ones that make onnxruntime run every conv as QLinearConv and the FC as QGemm
+(toolchain-facts.md, "NNCF 3.4 QAT -> int8 ONNX QDQ"); NNCF's defaults leave DQ -> Conv -> BN in
+float and run ~4x slower than the float model:
+
+* BN is folded into the convs first (``fuse_conv_bn_eval``), so QAT trains the folded convs;
+* MIXED preset: symmetric int8 weights, asymmetric uint8 activations, per-tensor activations, the
+  model output quantized too;
+* export: every quantizer in ONNX QuantizeLinear/DequantizeLinear mode, legacy exporter
+  (``dynamo=False``; the dynamo exporter fails on NNCF's quantizers).
+
+NNCF inserts its quantizers as hooks into the model and calibrates them inside ``nncf.quantize``; the
+ranges are then trainable parameters that QAT learns with the weights (there are no observers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+import importlib
+import io
+import os
+
+import torch
+import torch.nn as nn
+
+from edgekit.errors import UserInputError
+from edgekit.quantize.base import QuantizationBackend, QuantScheme
+
+
+class NNCFBackend(QuantizationBackend):
+    name = "nncf"
+    formats = ("onnx",)
+
+    def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
+                calibration: list[torch.Tensor]) -> nn.Module:
+        """Fold BN, then quantize and calibrate on every calibration batch (PTQ and QAT alike)."""
+        import nncf
+
+        folded = fold_batch_norms(model)
+        with _quiet_progress():
+            # NNCF counts dataset items, not images: each item here is one calibration batch.
+            prepared = nncf.quantize(folded, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
+                                     subset_size=len(calibration), advanced_parameters=_advanced_parameters(scheme))
+        _pin_zero_lower_bounds(prepared)
+        return prepared
+
+    def freeze_bn(self, prepared: nn.Module) -> None:
+        """Nothing to freeze: ``prepare`` folded every BN into its conv, QAT trains the folded convs."""
+
+    def freeze_observers(self, prepared: nn.Module) -> None:
+        """NNCF's ranges are parameters learned by gradient descent: freezing stops their gradients,
+        so the optimizer skips them (their ``grad`` stays None) from the next step on."""
+        for quantizer in quantizers(prepared):
+            quantizer.disable_gradients()
+
+    def convert(self, prepared: nn.Module) -> nn.Module:
+        """The prepared model itself, in eval mode, its quantizers switched to ONNX QDQ export.
+
+        The export mode only changes what tracing records; eager outputs stay those of the fake-quant model."""
+        from nncf.torch.quantization.layers import QuantizerExportMode
+
+        prepared.eval()
+        for quantizer in quantizers(prepared):
+            quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
+        return prepared
+
+    def export_options(self, converted: nn.Module, fmt: str) -> dict:
+        if fmt != "onnx":
+            raise UserInputError(f"quantize.backend: nncf exports ONNX only; use pt2e for {fmt}")
+        return {"dynamo": False}  # torch.export stops on a data-dependent guard in NNCF's quantizers
+
+    def state_dict(self, prepared: nn.Module) -> dict:
+        """NNCF models do not pickle: save where the quantizers sit (plain data) and every tensor."""
+        from nncf.torch import get_config
+
+        return {"nncf_config": _plain(get_config(prepared)), "state": prepared.state_dict()}
+
+    def load_state_dict(self, prepared: nn.Module, state: dict) -> None:
+        """Load into a model this backend prepared with the same scheme (e.g. to resume)."""
+        from nncf.torch import get_config
+
+        if _plain(get_config(prepared)) != state["nncf_config"]:
+            raise UserInputError("quantize: the saved NNCF state places its quantizers differently from this "
+                                 "model (another architecture or quantize.weights?)")
+        prepared.load_state_dict(state["state"])
+
+    def restore(self, model: nn.Module, state: dict) -> nn.Module:
+        """Rebuild a prepared model from ``state_dict`` output and the float architecture, without
+        calibrating: ``model`` gives the structure only, every value comes from ``state``."""
+        from nncf.torch import load_from_config
+
+        prepared = load_from_config(fold_batch_norms(model), _typed(state["nncf_config"]))
+        prepared.load_state_dict(state["state"])
+        _pin_zero_lower_bounds(prepared)
+        return prepared
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """An eval copy of ``model`` with every ``conv`` + ``bn`` pair (ConvBnAct) fused into one conv."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(getattr(module, "conv", None), nn.Conv2d) and isinstance(getattr(module, "bn", None), nn.BatchNorm2d):
+            module.conv = fuse_conv_bn_eval(module.conv, module.bn)
+            module.bn = nn.Identity()
+    left = [name for name, module in folded.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise UserInputError(f"quantize.backend nncf folds BatchNorm into the conv before it, but {left[0]} "
+                             "is not the `bn` of a conv block; use quantize.backend: pt2e for this model")
+    return folded
+
+
+def quantizers(prepared: nn.Module) -> list[nn.Module]:
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    return [module for module in prepared.modules() if isinstance(module, BaseQuantizer)]
+
+
+def _advanced_parameters(scheme: QuantScheme):
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
+
+    return AdvancedQuantizationParameters(
+        activations_quantization_params=QuantizationParameters(per_channel=False),
+        weights_quantization_params=QuantizationParameters(per_channel=scheme.per_channel_weights),
+        quantize_outputs=True,
+        # Per-image min/max averaged over all images, as NNCF does with a batched DataLoader.
+        batchwise_statistics=True,
+    )
+
+
+def _pin_zero_lower_bounds(prepared: nn.Module) -> None:
+    """Keep the lower bound of post-ReLU activation ranges at exactly 0 during QAT.
+
+    With a lower bound learned slightly below 0 the zero point becomes 1 or 2, the ReLU before it can
+    no longer be folded into the int8 kernel, and onnxruntime runs that conv in float (seen after QAT
+    steps at lr 1e-3). Only the range of such quantizers is trained."""
+    from nncf.torch.quantization.layers import AsymmetricQuantizer
+
+    for quantizer in quantizers(prepared):
+        if isinstance(quantizer, AsymmetricQuantizer) and bool((quantizer.input_low == 0).all()):
+            quantizer.input_low.requires_grad_(False)
+
+
+@contextlib.contextmanager
+def _quiet_progress():
+    """NNCF draws its own progress bars on stdout; follow edgekit's EDGEKIT_NO_PROGRESS."""
+    if os.environ.get("EDGEKIT_NO_PROGRESS") != "1":
+        yield
+        return
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+# NNCF's config holds enum members (QuantizationScheme); written as tagged plain data, a saved state
+# loads with torch.load(weights_only=True) like every other edgekit artifact.
+_ENUM_TAG = "__enum__"
+
+
+def _plain(value):
+    if isinstance(value, enum.Enum):
+        cls = type(value)
+        return {_ENUM_TAG: f"{cls.__module__}:{cls.__qualname__}", "value": value.value}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
+def _typed(value):
+    if isinstance(value, dict) and _ENUM_TAG in value:
+        module_name, class_name = value[_ENUM_TAG].split(":")
+        if not module_name.startswith("nncf."):
+            raise UserInputError(f"quantize: the saved NNCF state names an enum outside nncf: {value[_ENUM_TAG]}")
+        return getattr(importlib.import_module(module_name), class_name)(value["value"])
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_typed(item) for item in value)
+    return value
