@@ -31,11 +31,15 @@ def real_build(tmp_path_factory) -> tuple[dict, Path]:
         from edgekit.pipeline import build
         from edgekit.recipe import validate
 
+        repo = Path(__file__).resolve().parents[2]
         recipe = validate({
             "name": "tiny-report",
             "model": {"alpha": 0.25, "resolution": 32, "num_classes": 10},
-            "data": {"max_train_samples": 256, "max_eval_samples": 128},
-            "train": {"epochs": 1, "batch_size": 32, "threads": 1},
+            "data": {"max_train_samples": 1024, "max_eval_samples": 128},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "threads": 1},
+            "quantize": {"epochs": 0.25, "calibration_batches": 2},
+            "evaluate": {"threads": 1},
+            "profile": {"devices": [str(repo / "devices/host-smoke.yaml")], "threads": [1]},
         }, source="<test>")
         build(recipe, out_dir, log=lambda _: None)
     return json.loads((out_dir / "report.json").read_text()), out_dir
