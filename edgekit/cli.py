@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, help="build directory (default: builds/<recipe name>)")
     build.add_argument("--force", action="append", default=[], metavar="STAGE",
                        help="rerun STAGE even when its inputs are unchanged (repeatable)")
+    build.add_argument("--until", metavar="STAGE", help="stop after STAGE (train, evaluate, export, quantize, "
+                       "runtimes, profile)")
     build.set_defaults(handler=_build)
 
     inspect = commands.add_parser("inspect", help="print the model's per-layer cost table (paper Tables 1-2)")
@@ -74,7 +76,7 @@ def _build(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     out_dir = args.out or Path("builds") / recipe.name
-    report, _records = build(recipe, out_dir, force=tuple(args.force))
+    report, _records = build(recipe, out_dir, force=tuple(args.force), until=args.until)
     print(format_summary(report, out_dir))
     return 0
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 from edgekit import __version__
 from edgekit.artifacts import sha256_file, sha256_json, write_json
-from edgekit.errors import UserInputError
+from edgekit.errors import UserInputError, suggest
 from edgekit.recipe import Recipe
 
 REPORT_SCHEMA_VERSION = 1
@@ -53,6 +53,7 @@ class Stage:
     run: Callable[[BuildContext], StageOutput]
     extra_key: Callable[[Recipe], dict] = lambda recipe: {}
     cache: bool = True  # profiling measures the machine as it is now: never reused
+    ignore: tuple[str, ...] = ()  # "section.field" entries that do not affect this stage's result
 
 
 @dataclass
@@ -71,8 +72,7 @@ def stage_key(stage: Stage, context: BuildContext) -> str:
     recipe = context.recipe
     return sha256_json({
         "stage": stage.name,
-        "sections": {name: getattr(recipe, name).model_dump() if name != "seed" else recipe.seed
-                     for name in stage.sections},
+        "sections": {name: _section_for_key(recipe, name, stage.ignore) for name in stage.sections},
         "inputs": {name: sha256_file(context.artifact(name)) for name in _input_names(stage, context)},
         "extra": stage.extra_key(recipe),
         "edgekit": __version__,
@@ -80,6 +80,17 @@ def stage_key(stage: Stage, context: BuildContext) -> str:
 
 
 ALL_ARTIFACTS = "*"
+
+
+def _section_for_key(recipe: Recipe, name: str, ignore: tuple[str, ...]):
+    if name == "seed":
+        return recipe.seed
+    values = getattr(recipe, name).model_dump()
+    for dotted in ignore:
+        section, _, field_name = dotted.partition(".")
+        if section == name:
+            values.pop(field_name, None)
+    return values
 
 
 def _input_names(stage: Stage, context: BuildContext) -> list[str]:
@@ -182,7 +193,8 @@ def build_stages() -> list[Stage]:
     from edgekit import stages
 
     return [
-        Stage("train", ("seed", "model", "data", "train"), (), stages.train_stage, stages.weights_key),
+        Stage("train", ("seed", "model", "data", "train"), (), stages.train_stage, stages.weights_key,
+              ignore=("data.max_eval_samples", "train.eval_batch_size")),
         Stage("evaluate", ("model", "data", "train"), ("float_model",), stages.evaluate_float_stage),
         Stage("export", ("model", "data", "export"), ("float_model",), stages.export_float_stage),
         Stage("quantize", ("seed", "model", "data", "train", "quantize", "export"), ("float_model",),
@@ -193,10 +205,21 @@ def build_stages() -> list[Stage]:
     ]
 
 
-def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (),
+def stages_until(until: str | None) -> list[Stage]:
+    stages = build_stages()
+    names = [stage.name for stage in stages]
+    if until is None:
+        return stages
+    if until not in names:
+        raise UserInputError(f"--until {until}: no such stage (stages: {', '.join(names)})", hint=suggest(until, names))
+    return stages[: names.index(until) + 1]
+
+
+def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (), until: str | None = None,
           on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> tuple[dict, list[StageRecord]]:
-    """Run the whole build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``), write
-    report.html beside report.json, then enforce ``export.require_int8_kernels``."""
+    """Run the build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``), up to and including
+    stage ``until`` (default: all), write report.html beside report.json, then enforce
+    ``export.require_int8_kernels``."""
     from edgekit.report import write_html
     from edgekit.runtimes import require_int8
     from edgekit.stages import model_summary
@@ -204,7 +227,7 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
     context.out_dir.mkdir(parents=True, exist_ok=True)
     base_report = {"model": model_summary(recipe), "environment": environment()}
-    report, records = run_stages(build_stages(), context, force=force, base_report=base_report, log=log)
+    report, records = run_stages(stages_until(until), context, force=force, base_report=base_report, log=log)
     write_html(report, context.out_dir / "report.html")
     if recipe.export.require_int8_kernels:
         require_int8(report.get("int8_kernels", []))

@@ -46,12 +46,12 @@ def state(out_dir):
 
 def test_interrupted_build_resumes_to_the_same_result(tiny_recipe, tmp_path):
     recipe = tiny_recipe()  # 16 steps, checkpoints every 4
-    report, _ = build(recipe, tmp_path / "straight", log=lambda _: None)
+    report, _ = build(recipe, tmp_path / "straight", log=lambda _: None, until="evaluate")
     with pytest.raises(Interrupt):
-        build(recipe, tmp_path / "resumed", on_step=stop_after(10), log=lambda _: None)
+        build(recipe, tmp_path / "resumed", on_step=stop_after(10), log=lambda _: None, until="evaluate")
     checkpoint = torch.load(tmp_path / "resumed/train/checkpoint.pt", weights_only=True)
     assert checkpoint["step"] == 8
-    resumed_report, records = build(recipe, tmp_path / "resumed", log=lambda _: None)
+    resumed_report, records = build(recipe, tmp_path / "resumed", log=lambda _: None, until="evaluate")
     assert resumed_report["training"]["resumed_from_step"] == 8
     straight, resumed = state(tmp_path / "straight"), state(tmp_path / "resumed")
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
@@ -61,7 +61,7 @@ def test_interrupted_build_resumes_to_the_same_result(tiny_recipe, tmp_path):
 
 def test_training_learns_on_real_data(tiny_recipe, tmp_path):
     recipe = tiny_recipe(data={"max_train_samples": 2048}, train={"epochs": 3, "lr": 0.01, "batch_size": 64})
-    report, _ = build(recipe, tmp_path, log=lambda _: None)
+    report, _ = build(recipe, tmp_path, log=lambda _: None, until="evaluate")
     (entry,) = report["accuracy"]
     assert entry["samples"] == 256 and entry["runtime"] == "torch"
     assert entry["top1"] > 35.0  # 10 classes: chance is 10%; this run measured 47%
@@ -72,13 +72,13 @@ def test_training_learns_on_real_data(tiny_recipe, tmp_path):
 def test_nan_guard_stops_with_a_clear_message(tiny_recipe, tmp_path):
     recipe = tiny_recipe(train={"lr": 1e6, "optimizer": "sgd"})
     with pytest.raises(TrainingDiverged, match=r"training diverged: loss .* at step \d+ .*train\.lr=1e\+06"):
-        build(recipe, tmp_path, log=lambda _: None)
+        build(recipe, tmp_path, log=lambda _: None, until="evaluate")
 
 
 def test_weights_load_into_a_fitting_model(tiny_recipe, tmp_path):
-    build(tiny_recipe(), tmp_path / "a", log=lambda _: None)
+    build(tiny_recipe(), tmp_path / "a", log=lambda _: None, until="evaluate")
     weights = tmp_path / "a/train/model.pt"
-    report, _ = build(tiny_recipe(model={"weights": str(weights)}, train={"epochs": 0}), tmp_path / "b", log=lambda _: None)
+    report, _ = build(tiny_recipe(model={"weights": str(weights)}, train={"epochs": 0}), tmp_path / "b", log=lambda _: None, until="evaluate")
     assert all(torch.equal(state(tmp_path / "a")[k], state(tmp_path / "b")[k]) for k in state(tmp_path / "a"))
     assert report["training"]["steps"] == 0
 

@@ -34,11 +34,15 @@ class NNCFBackend(QuantizationBackend):
     name = "nncf"
     formats = ("onnx",)
 
+    def __init__(self):
+        self.example = None  # convert traces the model once to find which quantizer guards which weight
+
     def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
                 calibration: list[torch.Tensor]) -> nn.Module:
         """Fold BN, then quantize and calibrate on every calibration batch (PTQ and QAT alike)."""
         import nncf
 
+        self.example = example[:1].clone()
         folded = fold_batch_norms(model)
         with _quiet_progress():
             # NNCF counts dataset items, not images: each item here is one calibration batch.
@@ -57,15 +61,17 @@ class NNCFBackend(QuantizationBackend):
             quantizer.disable_gradients()
 
     def convert(self, prepared: nn.Module) -> nn.Module:
-        """The prepared model itself, in eval mode, its quantizers switched to ONNX QDQ export.
+        """An eval copy with its weights on their int8 grids and its quantizers in ONNX QDQ export mode.
 
-        The export mode only changes what tracing records; eager outputs stay those of the fake-quant model."""
+        The export mode only changes what tracing records; eager outputs are the fake-quant model's.
+        ``prepared`` is left as it was: its state is what a checkpoint saves."""
         from nncf.torch.quantization.layers import QuantizerExportMode
 
-        prepared.eval()
-        for quantizer in quantizers(prepared):
+        converted = copy.deepcopy(prepared).eval()
+        _bake_quantized_weights(converted, self.example)
+        for quantizer in quantizers(converted):
             quantizer.set_export_mode(QuantizerExportMode.ONNX_QUANTIZE_DEQUANTIZE_PAIRS)
-        return prepared
+        return converted
 
     def export_options(self, converted: nn.Module, fmt: str) -> dict:
         if fmt != "onnx":
@@ -87,11 +93,12 @@ class NNCFBackend(QuantizationBackend):
                                  "model (another architecture or quantize.weights?)")
         prepared.load_state_dict(state["state"])
 
-    def restore(self, model: nn.Module, state: dict) -> nn.Module:
+    def restore(self, model: nn.Module, example: torch.Tensor, state: dict) -> nn.Module:
         """Rebuild a prepared model from ``state_dict`` output and the float architecture, without
         calibrating: ``model`` gives the structure only, every value comes from ``state``."""
         from nncf.torch import load_from_config
 
+        self.example = example[:1].clone()
         prepared = load_from_config(fold_batch_norms(model), _typed(state["nncf_config"]))
         prepared.load_state_dict(state["state"])
         _pin_zero_lower_bounds(prepared)
@@ -118,6 +125,33 @@ def quantizers(prepared: nn.Module) -> list[nn.Module]:
     from nncf.torch.quantization.layers import BaseQuantizer
 
     return [module for module in prepared.modules() if isinstance(module, BaseQuantizer)]
+
+
+@torch.no_grad()
+def _bake_quantized_weights(model: nn.Module, example: torch.Tensor) -> None:
+    """Replace every quantized weight by its fake-quantized value, as ``nncf.strip`` does.
+
+    NNCF's fake quantizer rounds ``(w - low) / scale``; ONNX QuantizeLinear rounds ``w / scale``. For the
+    rare weight within float32 error of a rounding tie the two pick different int8 values, and the
+    difference grows layer by layer (tiny model: 16 output steps apart, 97% top-1 agreement between
+    onnxruntime and torch). Weights already on the grid quantize identically in both."""
+    from nncf.torch.function_hook.hook_storage import decode_hook_name
+    from nncf.torch.function_hook.nncf_graph.nncf_graph_builder import build_nncf_graph
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+    from nncf.torch.model_graph_manager import get_const_node, get_module_by_name, split_const_name
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    graph = build_nncf_graph(model, example)
+    for hook_name, quantizer in get_hook_storage(model).named_hooks():
+        hook_type, op_name, port = decode_hook_name(hook_name)
+        if hook_type != "pre_hooks" or not isinstance(quantizer, BaseQuantizer):
+            continue
+        constant = get_const_node(graph.get_node_by_name(op_name), port, graph)
+        if constant is None:  # an activation quantizer before an op
+            continue
+        module_name, attribute = split_const_name(constant.layer_attributes.name)
+        weight = getattr(get_module_by_name(module_name, model), attribute)
+        weight.copy_(quantizer(weight))
 
 
 def _advanced_parameters(scheme: QuantScheme):

@@ -222,7 +222,7 @@ class TestNNCF(BackendContract):
 
     def test_restore_needs_no_calibration(self, built, backend, tiny):
         prepared = built.results["qat"].prepared
-        restored = backend.restore(tiny.float_model(), backend.state_dict(prepared))
+        restored = backend.restore(tiny.float_model(), tiny.example, backend.state_dict(prepared))
         images = tiny.transform(tiny.test_set.load(torch.arange(64)))
         with torch.no_grad():
             assert torch.equal(restored.eval()(images), prepared.eval()(images))
