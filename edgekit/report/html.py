@@ -110,8 +110,9 @@ def _accuracy_section(report: dict) -> str:
 
 
 def _agreement_text(agreement: dict) -> str:
-    return (f"top-1 agrees with {agreement['reference']} on {agreement['top1_agreement']:.2f}% of "
-            f"{agreement['samples']}; max diff {agreement['max_diff']:g} {agreement['unit']}")
+    # top1_agreement is the fraction of images whose argmax matches (evaluate_file)
+    return (f"top-1 agrees with {agreement['reference']} on {100 * agreement['top1_agreement']:.1f}% of "
+            f"{agreement['samples']} images; max diff {agreement['max_diff']:.3g} {agreement['unit']}")
 
 
 def _kernel_section(report: dict) -> str:
