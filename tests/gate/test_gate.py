@@ -10,6 +10,12 @@ import pytest
 from edgekit.gate import run_gate
 
 
+def artifact_label(report, entry):
+    """The gate names an accuracy entry by its artifact's name when the report lists it, else by path."""
+    names = {artifact["path"]: artifact["name"] for artifact in report.get("artifacts", [])}
+    return names.get(entry["artifact"], entry["artifact"])
+
+
 def first(entries, **match):
     return next(e for e in entries if all(e.get(k) == v for k, v in match.items()))
 
@@ -78,7 +84,8 @@ def test_top1_drop_vs_baseline_fails(good_report, report_file, gate, tmp_path, c
     new = str(report_file(good_report, "new.json"))
     assert gate([new, "--baseline", str(baseline), "--max-int8-drop", "5"]) == 1  # only the baseline check fails
     (line,) = failing_lines(capsys.readouterr().out)
-    assert line.startswith(f"FAIL top-1 vs baseline onnxruntime {entry['artifact']}: top-1 {entry['top1']:.2f}")
+    label = artifact_label(good_report, entry)
+    assert line.startswith(f"FAIL top-1 vs baseline onnxruntime {label}: top-1 {entry['top1']:.2f}"), line
     assert "drop 0.80 points; allowed 0.50 points" in line
 
 
@@ -115,7 +122,7 @@ def test_an_entry_missing_from_the_report_fails_against_the_baseline(good_report
     dropped = good_report["accuracy"].pop()
     result = run_gate(write(good_report, tmp_path, "new.json"), baseline=baseline)
     (failure,) = result.failures()
-    assert failure.name == f"{dropped['runtime']} {dropped['artifact']}"
+    assert failure.name == f"{dropped['runtime']} {artifact_label(good_report, dropped)}"
     assert "not measured in this report" in failure.detail
 
 

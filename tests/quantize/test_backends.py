@@ -23,8 +23,8 @@ from edgekit.quantize import QuantScheme, get_backend
 from edgekit.quantize.algorithm import Quantized, ptq, qat
 from edgekit.runtimes import check_int8, evaluate_file
 
-# Largest allowed |int8 top-1 - float top-1| in points, on the 500 test images (1 image = 0.2 points).
-# Measured: at most 0.6 points for either backend, method and format (docs/quantization.md).
+# Largest allowed drop of int8 top-1 below float top-1 in points, on the 500 test images (1 image = 0.2
+# points). Measured: at most 0.6 (QAT, 20 more training steps, may also gain: up to +1.4).
 ACCURACY_TOLERANCE = 2.5
 # Share of test images whose argmax in the runtime equals the torch quantized model's.
 MIN_RUNTIME_AGREEMENT = 0.97
@@ -124,7 +124,7 @@ class BackendContract:
         for fmt in backend.formats:
             result = built.accuracy[method, fmt]
             assert result["samples"] == len(tiny.test_set)
-            assert abs(result["top1"] - tiny.float_top1) <= ACCURACY_TOLERANCE, (fmt, result["top1"], tiny.float_top1)
+            assert result["top1"] >= tiny.float_top1 - ACCURACY_TOLERANCE, (fmt, result["top1"], tiny.float_top1)
             assert result["reference"]["top1_agreement"] >= MIN_RUNTIME_AGREEMENT, (fmt, result["reference"])
 
     def test_qat_ran_its_steps(self, built, tiny):
