@@ -224,6 +224,9 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     from edgekit.runtimes import require_int8
     from edgekit.stages import model_summary
 
+    from edgekit.quantize import check_backend_formats
+
+    check_backend_formats(recipe.quantize.backend, recipe.export.formats)
     context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
     context.out_dir.mkdir(parents=True, exist_ok=True)
     base_report = {"model": model_summary(recipe), "environment": environment()}

@@ -8,7 +8,10 @@ from edgekit.quantize.base import QuantizationBackend, QuantScheme
 # Built-in backends by name -> "module:Class"; imported only when used.
 BACKENDS = {
     "pt2e": "edgekit.quantize.pt2e:PT2EBackend",
+    "nncf": "edgekit.quantize.nncf_backend:NNCFBackend",
 }
+# Capabilities as data: the export formats each backend writes int8 files for (checked before any stage runs).
+BACKEND_FORMATS = {"pt2e": ("tflite", "onnx"), "nncf": ("onnx",)}
 # Measured choice (see README "Quantization"): one PT2E model feeds both formats.
 DEFAULT_BACKEND = {"tflite": "pt2e", "onnx": "pt2e"}
 
@@ -23,6 +26,20 @@ def get_backend(name: str) -> QuantizationBackend:
     return getattr(importlib.import_module(module_name), class_name)()
 
 
+def check_backend_formats(name: str, formats: list[str]) -> None:
+    """A recipe whose backend cannot write one of its export formats is an error before anything runs."""
+    if name == "auto":
+        return
+    if name not in BACKENDS:
+        raise UserInputError(f"quantize.backend: unknown backend '{name}' (available: {', '.join(BACKENDS)})",
+                             hint=suggest(name, BACKENDS))
+    unsupported = [fmt for fmt in formats if fmt not in BACKEND_FORMATS[name]]
+    if unsupported:
+        able = [other for other, written in BACKEND_FORMATS.items() if set(formats) <= set(written)]
+        raise UserInputError(f"quantize.backend: {name} cannot write {', '.join(unsupported)} "
+                             f"(export.formats asks for it); use {' or '.join(able) or 'another backend'}")
+
+
 def resolve_backend(requested: str, formats: list[str]) -> str:
     """``auto`` picks the measured default for the requested formats."""
     if requested != "auto":
@@ -31,4 +48,4 @@ def resolve_backend(requested: str, formats: list[str]) -> str:
     return chosen.pop() if len(chosen) == 1 else "pt2e"
 
 
-__all__ = ["BACKENDS", "QuantScheme", "QuantizationBackend", "get_backend", "resolve_backend"]
+__all__ = ["BACKENDS", "BACKEND_FORMATS", "QuantScheme", "check_backend_formats", "QuantizationBackend", "get_backend", "resolve_backend"]

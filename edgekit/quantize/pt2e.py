@@ -6,6 +6,8 @@ exporter writes a QDQ .onnx that onnxruntime fuses to QLinearConv/QGemm (see too
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -74,9 +76,12 @@ class PT2EBackend(QuantizationBackend):
         from torchao.quantization.pt2e import allow_exported_model_train_eval, move_exported_model_to_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-        move_exported_model_to_eval(prepared)
+        # convert_pt2e rewrites its argument in place: convert a copy so the prepared model (and the
+        # checkpoint saved from it) stays the trainable graph that reloads exactly.
+        prepared_copy = copy.deepcopy(prepared)
+        move_exported_model_to_eval(prepared_copy)
         # fold_quantize=True breaks litert-torch (stablehlo.uniform_dequantize on an i8 tensor).
-        converted = convert_pt2e(prepared, fold_quantize=False)
+        converted = convert_pt2e(prepared_copy, fold_quantize=False)
         allow_exported_model_train_eval(converted)
         converted.eval()
         for module in converted.modules():

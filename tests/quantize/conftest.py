@@ -18,8 +18,6 @@ from edgekit.quantize.algorithm import calibration_batches
 from edgekit.recipe.schema import DataSection, QuantizeSection, TrainSection
 from edgekit.train import configure_torch, evaluate, train
 
-# Until edgekit/quantize/__init__.py registers it.
-edgekit.quantize.BACKENDS.setdefault("nncf", "edgekit.quantize.nncf_backend:NNCFBackend")
 
 RESOLUTION = 32
 MEAN = STD = [0.5, 0.5, 0.5]

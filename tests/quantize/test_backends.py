@@ -193,11 +193,6 @@ class TestPT2E(BackendContract):
     def bn_statistics(self, prepared):
         return [buffer for name, buffer in prepared.named_buffers() if name.endswith(("running_mean", "running_var"))]
 
-    @pytest.mark.xfail(strict=True, reason="convert_pt2e rewrites the prepared graph in place, so the state saved "
-                       "after convert is the converted graph's; fixed by deep-copying in PT2EBackend.convert")
-    def test_saved_state_reloads_to_identical_outputs(self, built, backend, tiny):
-        super().test_saved_state_reloads_to_identical_outputs(built, backend, tiny)
-
 
 class TestNNCF(BackendContract):
     backend_name = "nncf"
