@@ -24,6 +24,9 @@ command -v "$python" >/dev/null || python=python3
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -c requirements.lock -e ".$extras"
 .venv/bin/python -c "import edgekit, torch; print(f'setup: edgekit {edgekit.__version__}, torch {torch.__version__} in .venv')"
+# NNCF compiles its CPU quantizer extension on first use (~35 s once, cached in ~/.cache/torch_extensions).
+NNCF_EXTENSION_LOAD_TIMEOUT=0 .venv/bin/python -c "import nncf.torch; nncf.torch.force_build_cpu_extensions()" \
+  >/dev/null 2>&1 || echo "setup: warning: NNCF's CPU extension did not build; the nncf backend will try again on first use" >&2
 
 # The default recipe also profiles on an emulated Cortex-A76: qemu-user + an aarch64 sysroot (~1 min once).
 if [[ $(id -u) == 0 ]]; then

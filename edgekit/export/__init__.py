@@ -41,6 +41,7 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, opset: i
     import onnx
 
     raw = path.with_name(path.stem + ".raw.onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)  # an ONNX-only build has written nothing there yet
     dynamic = {"dynamic_shapes": ({0: torch.export.Dim("batch")},)} if dynamo else {
         "dynamic_axes": {"input": {0: "batch"}, "logits": {0: "batch"}}}
     with _quiet():

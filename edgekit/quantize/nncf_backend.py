@@ -172,8 +172,8 @@ def _pin_zero_lower_bounds(prepared: nn.Module) -> None:
     """Keep the lower bound of post-ReLU activation ranges at exactly 0 during QAT.
 
     With a lower bound learned slightly below 0 the zero point becomes 1 or 2, the ReLU before it can
-    no longer be folded into the int8 kernel, and onnxruntime runs that conv in float (seen after QAT
-    steps at lr 1e-3). Only the range of such quantizers is trained."""
+    no longer be folded into the int8 kernel, and onnxruntime runs that conv in float (200 QAT steps with
+    the ranges never frozen: 2 of 28 kernels at lr 1e-3, 16 at lr 1e-2). Only their upper end is trained."""
     from nncf.torch.quantization.layers import AsymmetricQuantizer
 
     for quantizer in quantizers(prepared):

@@ -1,6 +1,6 @@
 """A briefly trained float model and real Fashion-MNIST data for the quantization tests, built once.
 
-MobileNet v1 alpha 0.25 at 32x32, 200 AdamW steps of 32 images (6400 training images, ~7 s on one core):
+MobileNet v1 alpha 0.25 at 32x32, 200 AdamW steps of 32 images (6400 training images, 3-7 s on one core):
 ~69% top-1 on the 500 test images, far above chance (10%), so a quantization that breaks the model shows.
 """
 
@@ -11,13 +11,11 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-import edgekit.quantize
 from edgekit.data import BatchTransform, ImageSet, build_datasets
 from edgekit.models import create_model
 from edgekit.quantize.algorithm import calibration_batches
 from edgekit.recipe.schema import DataSection, QuantizeSection, TrainSection
 from edgekit.train import configure_torch, evaluate, train
-
 
 RESOLUTION = 32
 MEAN = STD = [0.5, 0.5, 0.5]

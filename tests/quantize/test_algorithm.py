@@ -5,17 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-import edgekit.quantize
 from edgekit.data import BatchTransform, ImageSet
 from edgekit.errors import RecipeError, UserInputError
-from edgekit.quantize import BACKENDS, get_backend, resolve_backend
+from edgekit.pipeline import build
+from edgekit.quantize import BACKEND_FORMATS, BACKENDS, check_backend_formats, get_backend, resolve_backend
 from edgekit.quantize.algorithm import calibration_batches, qat_train_config
 from edgekit.recipe.schema import QuantizeSection, TrainSection
 
 FORMAT_CHOICES = [["tflite"], ["onnx"], ["tflite", "onnx"], ["onnx", "tflite"]]
-check_backend_formats = getattr(edgekit.quantize, "check_backend_formats", None)
-needs_format_check = pytest.mark.skipif(check_backend_formats is None,
-                                        reason="edgekit.quantize.check_backend_formats is not applied yet")
 
 
 def synthetic_set(size: int = 100) -> ImageSet:
@@ -75,6 +72,11 @@ class TestBackendRegistry:
             backend = get_backend(name)
             assert backend.name == name and backend.formats
 
+    def test_the_capability_table_matches_the_backends(self):
+        assert set(BACKEND_FORMATS) == set(BACKENDS)
+        for name, formats in BACKEND_FORMATS.items():
+            assert tuple(formats) == get_backend(name).formats
+
     def test_unknown_backend_lists_the_available_ones(self):
         with pytest.raises(UserInputError, match=r"quantize\.backend: unknown backend 'tensorrt' \(available: .*pt2e") as error:
             get_backend("tensorrt")
@@ -94,9 +96,9 @@ class TestBackendRegistry:
         assert resolve_backend("pt2e", ["onnx"]) == "pt2e"
 
 
-@needs_format_check
 class TestBackendFormats:
-    @pytest.mark.parametrize("backend, formats", [("pt2e", ["tflite", "onnx"]), ("nncf", ["onnx"])])
+    @pytest.mark.parametrize("backend, formats", [("pt2e", ["tflite", "onnx"]), ("nncf", ["onnx"]),
+                                                  ("auto", ["tflite", "onnx"])])
     def test_supported(self, backend, formats):
         check_backend_formats(backend, formats)
 
@@ -109,6 +111,12 @@ class TestBackendFormats:
     def test_unknown_backend(self):
         with pytest.raises(UserInputError, match="unknown backend"):
             check_backend_formats("tensorrt", ["onnx"])
+
+    def test_a_build_stops_before_any_stage(self, tiny_recipe, tmp_path):
+        recipe = tiny_recipe(quantize={"backend": "nncf"}, export={"formats": ["tflite"]})
+        with pytest.raises(UserInputError, match="nncf cannot write tflite"):
+            build(recipe, tmp_path / "build", log=lambda message: None)
+        assert not (tmp_path / "build").exists()
 
 
 @pytest.mark.parametrize("quantize, message", [

@@ -24,9 +24,9 @@ from edgekit.quantize.algorithm import Quantized, ptq, qat
 from edgekit.runtimes import check_int8, evaluate_file
 
 # Largest allowed drop of int8 top-1 below float top-1 in points, on the 500 test images (1 image = 0.2
-# points). Measured: at most 0.6 (QAT, 20 more training steps, may also gain: up to +1.4).
+# points). Measured: float 69.4; the largest drop 0.6 (pt2e PTQ), and int8 may gain (NNCF PTQ 71.0).
 ACCURACY_TOLERANCE = 2.5
-# Share of test images whose argmax in the runtime equals the torch quantized model's.
+# Share of test images whose argmax in the runtime equals the torch quantized model's (measured >= 0.984).
 MIN_RUNTIME_AGREEMENT = 0.97
 
 
@@ -57,6 +57,14 @@ def weight_scale_sizes(path: Path) -> list[int]:
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     return [arrays[node.input[1]].size for node in graph.node
             if node.op_type == "DequantizeLinear" and node.input[0] in arrays and arrays[node.input[0]].ndim >= 2]
+
+
+def through_a_file(state: dict) -> dict:
+    """``state`` after torch.save and torch.load(weights_only=True), as a checkpoint goes."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
 
 
 def train_step(prepared: torch.nn.Module, optimizer: torch.optim.Optimizer, images, labels) -> None:
@@ -130,17 +138,27 @@ class BackendContract:
     def test_qat_ran_its_steps(self, built, tiny):
         assert built.results["qat"].training.steps == len(tiny.qat_set) // 32
 
-    def test_saved_state_reloads_to_identical_outputs(self, built, backend, tiny):
+    def test_saved_ptq_state_reloads_to_identical_outputs(self, built, backend, tiny):
         """What the pipeline saves (after convert) loads into a fresh prepare with other calibration data."""
-        buffer = io.BytesIO()
-        torch.save(backend.state_dict(built.results["ptq"].prepared), buffer)
-        buffer.seek(0)
-        saved = torch.load(buffer, weights_only=True)
+        saved = through_a_file(backend.state_dict(built.results["ptq"].prepared))
         fresh = backend.prepare(tiny.float_model(), tiny.example, QuantScheme(qat=False), tiny.calibration[-1:])
         backend.load_state_dict(fresh, saved)
         images = tiny.transform(tiny.test_set.load(torch.arange(64)))
         with torch.no_grad():
             assert torch.equal(backend.convert(fresh)(images), built.results["ptq"].converted(images))
+
+    def test_saved_qat_state_reloads_to_identical_outputs(self, built, backend, tiny):
+        """A QAT checkpoint into a fresh QAT prepare, the freezes re-applied as a resumed run does."""
+        trained = built.results["qat"].prepared
+        fresh = backend.prepare(tiny.float_model(), tiny.example, QuantScheme(qat=True), tiny.calibration[-1:])
+        backend.load_state_dict(fresh, through_a_file(backend.state_dict(trained)))
+        backend.freeze_bn(fresh)
+        backend.freeze_observers(fresh)
+        fresh.eval()  # a PT2E graph's eval() returns None
+        trained.eval()
+        images = tiny.transform(tiny.test_set.load(torch.arange(64)))
+        with torch.no_grad():
+            assert torch.equal(fresh(images), trained(images))
 
     def test_freeze_schedule_stops_bn_statistics_then_ranges(self, backend, tiny):
         prepared = backend.prepare(tiny.float_model(), tiny.example, QuantScheme(qat=True), tiny.calibration[:2])
