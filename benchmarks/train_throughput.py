@@ -62,6 +62,10 @@ def main() -> None:
     dataset, _ = build_datasets(recipe.data, recipe.model.resolution, recipe.seed)
     transform = BatchTransform(recipe.model.resolution, recipe.data.mean, recipe.data.std, recipe.data.augment)
     plain, pipeline = [], []
+    # A discarded warm-up round: the first steps of a process pay for allocator and kernel warm-up.
+    plain_loop(model_from_recipe(recipe), dataset, transform, config, 2)
+    pipeline_loop(model_from_recipe(recipe), dataset, transform, config.model_copy(update={"epochs": 2 / args.steps}),
+                  2, recipe.seed)
     for round_index in range(args.rounds):
         torch.manual_seed(round_index)
         plain.append(plain_loop(model_from_recipe(recipe), dataset, transform, config, args.steps))
