@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="append", default=[], metavar="STAGE",
                        help="rerun STAGE even when its inputs are unchanged (repeatable)")
     build.add_argument("--until", metavar="STAGE", help="stop after STAGE (train, evaluate, export, quantize, "
-                       "runtimes, profile)")
+                       "export_int8, runtimes, profile)")
     build.set_defaults(handler=_build)
 
     inspect = commands.add_parser("inspect", help="print the model's per-layer cost table (paper Tables 1-2)")

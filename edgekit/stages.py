@@ -129,11 +129,11 @@ REFERENCE_SAMPLES = 500
 
 
 def quantize_stage(context: BuildContext) -> StageOutput:
+    """PTQ (always) and QAT (``quantize.method: qat``): the prepared models' states and their torch logits."""
     import numpy as np
     import torch
 
     from edgekit.artifacts import save_torch, write_atomically
-    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
     from edgekit.quantize import get_backend, resolve_backend
     from edgekit.quantize.algorithm import calibration_batches, ptq, qat
     from edgekit.train import configure_torch
@@ -159,28 +159,17 @@ def quantize_stage(context: BuildContext) -> StageOutput:
                              seed=recipe.seed, checkpoint_path=context.path("quantize/qat_checkpoint.pt"),
                              checkpoint_key=context.stage_key, on_step=context.on_step)
 
-    artifacts, entries = {}, []
+    artifacts = {}
     for method, result in results.items():
         state_path = f"quantize/{method}_state.pt"
         save_torch(context.path(state_path), backend.state_dict(result.prepared))
         artifacts[f"{method}_state"] = state_path
-        for fmt in recipe.export.formats:
-            relative = f"int8/{method}{FORMAT_SUFFIX[fmt]}"
-            options = backend.export_options(result.converted, fmt)
-            if fmt == "tflite":
-                write_tflite(result.converted, example, context.path(relative), **options)
-            else:
-                write_onnx(result.converted, example, context.path(relative),
-                           opset=max(recipe.export.onnx_opset, 17), **options)
-            artifacts[f"{method}_{fmt}"] = relative
-            entries.append(artifact_entry(f"{method}_{fmt}", context.path(relative), context.out_dir, fmt,
-                                          "int8", method, backend_name))
     context.path("quantize/qat_checkpoint.pt").unlink(missing_ok=True)
 
     reference = _reference_logits(recipe, float_model, results)
     write_atomically(context.path("quantize/reference.npz"), lambda tmp: np.savez(open(tmp, "wb"), **reference))
     artifacts["reference"] = "quantize/reference.npz"
-    report = {"artifacts": entries, "quantization": {
+    report = {"quantization": {
         "method": config.method, "backend": backend_name, "weights": config.weights, "activations": config.activations,
         "calibration_images": sum(len(batch) for batch in calibration)}}
     if "qat" in results:
@@ -192,14 +181,85 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     return StageOutput(artifacts, report)
 
 
+QUANTIZED = ("ptq", "qat")
+#: export options the quantize stage does not read: changing them re-exports without re-running QAT
+EXPORT_ONLY_OPTIONS = ("export.tflite_io", "export.onnx_opset", "export.require_int8_kernels")
+
+
+def export_int8_stage(context: BuildContext) -> StageOutput:
+    """Each saved quantized state, restored and converted, written as int8 files in every export format."""
+    import numpy as np
+    import torch
+
+    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
+    from edgekit.quantize import QuantScheme, get_backend, resolve_backend
+    from edgekit.quantize.algorithm import calibration_batches
+    from edgekit.train import configure_torch
+
+    recipe, config = context.recipe, context.recipe.quantize
+    methods = [method for method in QUANTIZED if f"{method}_state" in context.artifacts]
+    if not methods:
+        return StageOutput({}, {})
+    configure_torch(recipe.train.threads)
+    backend_name = resolve_backend(config.backend, recipe.export.formats)
+    backend = get_backend(backend_name)
+    example = _example_batch(recipe)
+    train_set, _ = _datasets_and_transform(recipe, train=True)
+    _, eval_transform = _datasets_and_transform(recipe, train=False)
+    shapes_only = list(calibration_batches(train_set, eval_transform, recipe.train.batch_size, 1, recipe.seed))
+    reference = dict(np.load(context.artifact("reference")))
+    images = _reference_images(recipe, reference["indices"])
+    artifacts, entries = {}, []
+    for method in methods:
+        state = torch.load(context.artifact(f"{method}_state"), map_location="cpu", weights_only=True)
+        scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=method == "qat")
+        restored = backend.restore(_float_model(context), example, scheme, state, shapes_only)
+        converted = backend.convert(restored)
+        _check_restored(converted, images, reference[method], context.artifacts[f"{method}_state"])
+        for fmt in recipe.export.formats:
+            relative = f"int8/{method}{FORMAT_SUFFIX[fmt]}"
+            options = backend.export_options(converted, fmt)
+            if fmt == "tflite":
+                write_tflite(converted, example, context.path(relative), io=recipe.export.tflite_io, **options)
+            else:
+                write_onnx(converted, example, context.path(relative),
+                           opset=max(recipe.export.onnx_opset, 17), **options)
+            artifacts[f"{method}_{fmt}"] = relative
+            io = recipe.export.tflite_io if fmt == "tflite" else "float32"
+            entries.append(artifact_entry(f"{method}_{fmt}", context.path(relative), context.out_dir, fmt,
+                                          "int8", method, backend_name, io))
+    return StageOutput(artifacts, {"artifacts": entries})
+
+
+def _reference_images(recipe: Recipe, indices):
+    import torch
+
+    test_set, transform = _datasets_and_transform(recipe, train=False)
+    return transform(test_set.load(torch.as_tensor(indices)))
+
+
+def _check_restored(converted, images, expected, state_file: str) -> None:
+    """The restored model must compute what the quantize stage evaluated, or its files would not be that model."""
+    import numpy as np
+    import torch
+
+    from edgekit.errors import EdgekitError
+
+    with torch.no_grad():
+        logits = torch.cat([converted(chunk) for chunk in images.split(100)]).numpy()
+    difference = float(np.abs(logits - expected).max(initial=0.0))
+    if difference > 1e-4:
+        raise EdgekitError(f"{state_file}: the restored quantized model differs from the one the quantize stage "
+                           f"made (max |diff| {difference:.3g} on {len(images)} images); rerun with --force quantize")
+
+
 def _reference_logits(recipe: Recipe, float_model, results) -> dict:
     """Torch outputs of every model on the first test images: what each exported file must reproduce."""
     import torch
 
-    test_set, transform = _datasets_and_transform(recipe, train=False)
-    count = min(REFERENCE_SAMPLES, len(test_set))
-    indices = torch.arange(count)
-    images = transform(test_set.load(indices))
+    test_set, _ = _datasets_and_transform(recipe, train=False)
+    indices = torch.arange(min(REFERENCE_SAMPLES, len(test_set)))
+    images = _reference_images(recipe, indices)
     with torch.no_grad():
         logits = {"float": float_model(images)}
         for method, result in results.items():

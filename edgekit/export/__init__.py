@@ -21,9 +21,11 @@ class ExportError(EdgekitError):
     """A converter failed on a model."""
 
 
-def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_config=None) -> Path:
+def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_config=None,
+                 io: str = "int8") -> Path:
     """litert-torch conversion at batch 1 (how edge devices run it) with NHWC input (no leading
-    TRANSPOSE); int8 I/O when quantized."""
+    TRANSPOSE). A quantized model has int8 input and output; ``io="float32"`` rewrites them to float32
+    (QUANTIZE/DEQUANTIZE inside the file). ``io`` does nothing to a float model."""
     import litert_torch
 
     nhwc_example = example[:1].permute(0, 2, 3, 1).contiguous()
@@ -33,7 +35,12 @@ def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_
             edge_model = litert_torch.convert(wrapped, (nhwc_example,), quant_config=quant_config)
         except Exception as exc:  # converter internals raise anything
             raise ExportError(f"{path.name}: litert-torch conversion failed: {_first_line(exc)}") from exc
-    return write_atomically(path, lambda tmp: edge_model.export(str(tmp)))
+    write_atomically(path, lambda tmp: edge_model.export(str(tmp)))
+    if io == "float32":
+        from edgekit.export.tflite_io import write_float_io
+
+        write_float_io(path, path)
+    return path
 
 
 def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, opset: int, dynamo: bool = True) -> Path:
@@ -72,9 +79,12 @@ def _compact_onnx(source: Path, path: Path) -> None:
     write_atomically(path, optimise)
 
 
-def artifact_entry(name: str, path: Path, out_dir: Path, fmt: str, precision: str, method: str, backend: str) -> dict:
+def artifact_entry(name: str, path: Path, out_dir: Path, fmt: str, precision: str, method: str, backend: str,
+                   io: str = "float32") -> dict:
+    """``io`` is the element type of the file's input and output tensors (an ONNX QDQ model's are float32)."""
     return {"name": name, "path": str(path.relative_to(out_dir)), "format": fmt, "precision": precision,
-            "method": method, "backend": backend, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+            "method": method, "backend": backend, "io": io, "bytes": path.stat().st_size,
+            "sha256": sha256_file(path)}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -55,6 +55,18 @@ class QuantizationBackend(ABC):
     def load_state_dict(self, prepared: nn.Module, state: dict) -> None:
         prepared.load_state_dict(state)
 
+    def restore(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme, state: dict,
+                calibration: list[torch.Tensor]) -> nn.Module:
+        """A finished prepared model rebuilt from ``state_dict`` output and the float architecture, so that
+        ``convert`` gives the graph the build evaluated. Every value comes from ``state``; one calibration
+        batch only gives the observers their shapes. A QAT model is frozen, as QAT leaves it."""
+        prepared = self.prepare(model, example, scheme, calibration[:1])
+        self.load_state_dict(prepared, state)
+        if scheme.qat:
+            self.freeze_bn(prepared)
+            self.freeze_observers(prepared)
+        return prepared
+
 
 @torch.no_grad()
 def calibrate(prepared: nn.Module, batches: list[torch.Tensor]) -> None:

@@ -93,9 +93,10 @@ class NNCFBackend(QuantizationBackend):
                                  "model (another architecture or quantize.weights?)")
         prepared.load_state_dict(state["state"])
 
-    def restore(self, model: nn.Module, example: torch.Tensor, state: dict) -> nn.Module:
+    def restore(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme, state: dict,
+                calibration: list[torch.Tensor] = ()) -> nn.Module:
         """Rebuild a prepared model from ``state_dict`` output and the float architecture, without
-        calibrating: ``model`` gives the structure only, every value comes from ``state``."""
+        calibrating: ``model`` gives the structure only, every value (and the scheme) comes from ``state``."""
         from nncf.torch import load_from_config
 
         self.example = example[:1].clone()

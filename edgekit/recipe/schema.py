@@ -86,7 +86,7 @@ class QuantizeSection(Section):
 
 class ExportSection(Section):
     formats: list[Literal["tflite", "onnx"]] = Field(["tflite", "onnx"], min_length=1, description="File formats to export.")
-    tflite_io: Literal["int8"] = Field("int8", description="Input/output type of int8 .tflite files. Only `int8` for now: litert-torch 0.10.0 has no equivalent of TFLiteConverter's inference_input_type (its issue #670).")
+    tflite_io: Literal["int8", "float32"] = Field("int8", description="Input/output tensor type of int8 .tflite files. `float32` adds a QUANTIZE op at the input and a DEQUANTIZE at the output (like TFLiteConverter's `inference_input_type=tf.float32`) for apps that feed float images; outputs are identical.")
     onnx_opset: int = Field(17, ge=17, description="ONNX opset (17 or newer).")
     require_int8_kernels: bool = Field(True, description="Fail the build when a conv or matmul of an int8 model runs as a float kernel.")
 

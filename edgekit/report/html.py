@@ -129,12 +129,12 @@ def _size_section(report: dict) -> str:
     artifacts = report.get("artifacts", [])
     if not artifacts:
         return _section("Size per artifact", _absent("artifact sizes"))
-    rows = [[a["name"], a["path"], a["format"], a["precision"], a["method"], _Cell(f"{a['bytes']:,}", "n"),
-             _num(a["bytes"] / 1e6, 3), a["sha256"][:12]] for a in artifacts]
+    rows = [[a["name"], a["path"], a["format"], a["precision"], a["method"], a.get("io", "-"),
+             _Cell(f"{a['bytes']:,}", "n"), _num(a["bytes"] / 1e6, 3), a["sha256"][:12]] for a in artifacts]
     bars = [(f"{a['name']} ({a['precision']}, {a['method']})", a["bytes"] / 1e6,
              plots.INT8_COLOR if a["precision"] == "int8" else plots.FLOAT_COLOR) for a in artifacts]
     plot = plots.bar_svg("plot-size", "Size per artifact (MB, file on disk)", bars, "MB on disk")
-    table = _table(["artifact", "path", "format", "precision", "method", "bytes", "MB", "sha256"], rows)
+    table = _table(["artifact", "path", "format", "precision", "method", "I/O", "bytes", "MB", "sha256"], rows)
     return _section("Size per artifact", table + plot)
 
 

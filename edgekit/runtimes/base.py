@@ -55,6 +55,13 @@ class Session(ABC):
         self.path = path
         self.threads = threads
 
+    def _single_input_output(self, inputs: list, outputs: list) -> tuple:
+        """(the input, the output): a classifier file has exactly one of each."""
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RuntimeFailure(f"{self.path}: expected one input and one output, the model has "
+                                 f"{len(inputs)} inputs and {len(outputs)} outputs")
+        return inputs[0], outputs[0]
+
     @abstractmethod
     def input_spec(self) -> TensorSpec:
         """Shape, layout, dtype and quantisation of the model's input tensor."""

@@ -71,14 +71,10 @@ class LiteRTSession(Session):
     def __init__(self, path: Path, threads: int, interpreter):
         super().__init__(path, threads)
         self.interpreter = interpreter
-        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeFailure(f"{path}: expected one input and one output, the model has "
-                                 f"{len(inputs)} inputs and {len(outputs)} outputs")
-        self.input, self.output = inputs[0], outputs[0]
+        self.input, self.output = self._single_input_output(interpreter.get_input_details(), interpreter.get_output_details())
         self._allocate()
         self._spec = self._read_input_spec()
-        self._output_grid = tensor_grid(self.output)
+        self._output_grid = tensor_grid(self.output) or self._dequantized_output_grid()
         self._batch = int(self.input["shape"][0])
         self._can_resize = True
 
@@ -93,6 +89,13 @@ class LiteRTSession(Session):
         shape = tuple(None if dim < 0 else dim for dim in signature)
         dtype = np.dtype(self.input["dtype"]).name
         return TensorSpec(self.input["name"], shape, guess_layout(shape, "NHWC"), dtype, tensor_grid(self.input))
+
+    def _dequantized_output_grid(self) -> Quantization | None:
+        """A float output made by a DEQUANTIZE (an int8 model with float I/O) lies on its input's int8 grid."""
+        for op in self.interpreter._get_ops_details():  # the graph's own ops, listed even when delegated
+            if op["op_name"] == "DEQUANTIZE" and self.output["index"] in [int(i) for i in op["outputs"]]:
+                return tensor_grid(self.interpreter._get_tensor_details(int(op["inputs"][0]), 0))
+        return None
 
     def input_spec(self) -> TensorSpec:
         return self._spec

@@ -62,11 +62,7 @@ class OnnxSession(Session):
     def __init__(self, path: Path, threads: int, session):
         super().__init__(path, threads)
         self.session = session
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise RuntimeFailure(f"{path}: expected one input and one output, the model has "
-                                 f"{len(inputs)} inputs and {len(outputs)} outputs")
-        self.input, self.output = inputs[0], outputs[0]
+        self.input, self.output = self._single_input_output(session.get_inputs(), session.get_outputs())
         graph = _load_graph(path)
         self._spec = self._read_input_spec(graph)
         self._output_grid = _output_grid(graph, self.output.name)

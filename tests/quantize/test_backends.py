@@ -118,6 +118,17 @@ class BackendContract:
 
     def test_declares_its_name_and_formats(self, backend):
         assert backend.name == self.backend_name
+
+    @pytest.mark.parametrize("method", ["ptq", "qat"])
+    def test_restore_from_a_saved_state_converts_to_the_same_model(self, built, backend, tiny, method):
+        """What the export_int8 stage relies on: a state saved by the quantize stage gives back its graph."""
+        result = built.results[method]
+        state = through_a_file(backend.state_dict(result.prepared))
+        restored = backend.restore(tiny.float_model(), tiny.example, QuantScheme(qat=method == "qat"), state,
+                                   tiny.calibration)
+        images = tiny.transform(tiny.test_set.load(torch.arange(64)))
+        with torch.no_grad():
+            assert torch.equal(backend.convert(restored)(images), result.converted(images))
         assert backend.formats and set(backend.formats) <= set(FORMAT_SUFFIX)
 
     @pytest.mark.parametrize("method", ["ptq", "qat"])
@@ -235,7 +246,7 @@ class TestNNCF(BackendContract):
 
     def test_restore_needs_no_calibration(self, built, backend, tiny):
         prepared = built.results["qat"].prepared
-        restored = backend.restore(tiny.float_model(), tiny.example, backend.state_dict(prepared))
+        restored = backend.restore(tiny.float_model(), tiny.example, QuantScheme(qat=True), backend.state_dict(prepared))
         images = tiny.transform(tiny.test_set.load(torch.arange(64)))
         with torch.no_grad():
             assert torch.equal(restored.eval()(images), prepared.eval()(images))

@@ -3,7 +3,8 @@
 A MobileNet v1 (alpha 0.25, 32x32, 10 classes) trained for 100 steps (~60% top-1) on a Fashion-MNIST slice, then:
 float ONNX (dynamo export, dynamic batch), int8 ONNX (onnxruntime ``quantize_static``: QDQ, per-channel,
 calibrated on 64 real images), float TFLite (NCHW input, batch fixed at 1) and int8 TFLite (PT2E PTQ,
-int8 I/O, NHWC input via ``to_channel_last_io``). Building all four takes ~30 s of CPU (training 100 steps ~3 s, each conversion 5-8 s).
+int8 I/O, NHWC input, through edgekit's own PT2E backend and ``write_tflite``) and the same int8 TFLite rewritten to
+float I/O. Building them takes ~30 s of CPU (training 100 steps ~3 s, each conversion 5-8 s).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from edgekit.data import BatchTransform, ImageSet, build_datasets
+from edgekit.export.tflite_io import write_float_io
 from edgekit.models import create_model
 from edgekit.recipe.schema import DataSection, TrainSection
 from edgekit.train import configure_torch, train
@@ -33,7 +35,7 @@ class Fixtures:
     images: np.ndarray  # the whole test set, preprocessed: float32 NCHW
     labels: np.ndarray
     quantized_graph: torch.nn.Module  # the PT2E-converted (fake-quantised) torch graph behind int8.tflite, NCHW
-    files: dict[str, Path]  # "float.onnx", "int8.onnx", "float.tflite", "int8.tflite"
+    files: dict[str, Path]  # "float.onnx", "int8.onnx", "float.tflite", "int8.tflite", "int8_float_io.tflite"
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +54,7 @@ def built(tmp_path_factory) -> Fixtures:
             "float.tflite": _export_tflite(model, folder / "float.tflite"),
         }
         quantized_graph, files["int8.tflite"] = _export_int8_tflite(model, calibration, folder / "int8.tflite")
+        files["int8_float_io.tflite"] = write_float_io(files["int8.tflite"], folder / "int8_float_io.tflite")
         files["int8.onnx"] = _quantize_onnx(files["float.onnx"], calibration, folder / "int8.onnx")
     finally:
         torch.set_num_threads(threads_before)
@@ -120,20 +123,12 @@ def _export_tflite(model: torch.nn.Module, path: Path) -> Path:
 
 
 def _export_int8_tflite(model: torch.nn.Module, calibration: torch.Tensor, path: Path) -> tuple[torch.nn.Module, Path]:
-    import litert_torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """The product's path: PT2E PTQ (per-channel) and ``write_tflite``, which converts at batch 1 with NHWC input."""
+    from edgekit.export import write_tflite
+    from edgekit.quantize import get_backend
+    from edgekit.quantize.algorithm import ptq
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=False))
-    batch = torch.export.Dim("batch")
-    exported = torch.export.export(model, _example(2), dynamic_shapes=({0: batch},)).module()
-    prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for chunk in calibration.split(16):
-            prepared(chunk)
-    converted = convert_pt2e(prepared, fold_quantize=False)
-    channels_last = litert_torch.to_channel_last_io(converted, args=[0])
-    example = (torch.zeros(1, RESOLUTION, RESOLUTION, 3),)
-    litert_torch.convert(channels_last, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
-    return converted, path
+    backend = get_backend("pt2e")
+    quantized = ptq(backend, model, _example(2)[0], list(calibration.split(16)), per_channel=True)
+    write_tflite(quantized.converted, _example(1)[0], path, **backend.export_options(quantized.converted, "tflite"))
+    return quantized.converted, path

@@ -9,7 +9,7 @@ from edgekit.runtimes import Int8KernelError, check_int8, require_int8
 KERNELS = 28
 
 
-@pytest.mark.parametrize("file", ["int8.onnx", "int8.tflite"])
+@pytest.mark.parametrize("file", ["int8.onnx", "int8.tflite", "int8_float_io.tflite"])
 def test_int8_files_run_only_int8_kernels(built, file):
     result = check_int8(built.files[file])
     assert (result["int8"], result["float"], result["float_ops"], result["ok"]) == (KERNELS, 0, [], True)

@@ -98,6 +98,36 @@ class TestInt8Tflite(SessionContract):
         np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
 
 
+class TestInt8TfliteWithFloatIO(SessionContract):
+    """``export.tflite_io: float32``: the int8 file rewritten with a QUANTIZE in front and a DEQUANTIZE behind."""
+
+    file, runtime, layout, input_dtype, int8 = "int8_float_io.tflite", "litert", "NHWC", "float32", True
+
+    def test_logits_are_bit_identical_to_the_int8_io_file(self, built, session):
+        int8_io = get_runtime("litert").load(built.files["int8.tflite"], threads=1)
+        assert session.output_quantization() == int8_io.output_quantization()
+        np.testing.assert_array_equal(session.run(built.images), int8_io.run(built.images))
+
+    def test_the_file_takes_and_gives_float32_in_the_interpreter_itself(self, built):
+        from ai_edge_litert.interpreter import Interpreter
+
+        rewritten = Interpreter(model_path=str(built.files[self.file]), num_threads=1)
+        original = Interpreter(model_path=str(built.files["int8.tflite"]), num_threads=1)
+        # Listed before allocation, so before the delegate replaces the ops.
+        ops = [op["op_name"] for op in original._get_ops_details()]
+        assert [op["op_name"] for op in rewritten._get_ops_details()] == ["QUANTIZE", *ops, "DEQUANTIZE"]
+        for detail in (*rewritten.get_input_details(), *rewritten.get_output_details()):
+            assert detail["dtype"] == np.float32 and detail["quantization"] == (0.0, 0)
+        # Same tensor names and signature keys as the int8-I/O file: app code written for one finds the other.
+        assert rewritten.get_input_details()[0]["name"] == original.get_input_details()[0]["name"]
+        assert rewritten.get_signature_list() == original.get_signature_list()
+        runner = rewritten.get_signature_runner()
+        (input_key,), (output_key,) = runner.get_input_details(), runner.get_output_details()
+        image = np.ascontiguousarray(built.images[:1].transpose(0, 2, 3, 1))
+        logits = runner(**{input_key: image})[output_key]
+        assert logits.dtype == np.float32 and logits.shape == (1, 10)
+
+
 def test_batch_fixed_at_one_runs_image_by_image(built, batch_one_onnx, torch_logits):
     session = get_runtime("onnxruntime").load(batch_one_onnx, threads=1)
     assert session.input_spec().shape[0] == 1

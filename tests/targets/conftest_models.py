@@ -111,23 +111,15 @@ def quantize_onnx(float_path: Path, calibration: torch.Tensor, path: Path, *, pe
 
 
 def int8_tflite(model: torch.nn.Module, calibration: torch.Tensor, path: Path) -> Path:
-    """PT2E post-training quantisation through litert-torch: every op int8, int8 NHWC input."""
-    import litert_torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """The product's path: PT2E post-training quantisation and ``write_tflite`` (every op int8, int8 NHWC input)."""
+    from edgekit.export import write_tflite
+    from edgekit.quantize import get_backend
+    from edgekit.quantize.algorithm import ptq
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=False))
-    exported = torch.export.export(model, _example(2), dynamic_shapes=({0: torch.export.Dim("batch")},)).module()
-    prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        for chunk in calibration.split(16):
-            prepared(chunk)
-    converted = convert_pt2e(prepared, fold_quantize=False)
-    channels_last = litert_torch.to_channel_last_io(converted, args=[0])
-    example = (torch.zeros(1, RESOLUTION, RESOLUTION, 3),)
-    litert_torch.convert(channels_last, example, quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
-    return path
+    backend = get_backend("pt2e")
+    quantized = ptq(backend, model, _example(2)[0], list(calibration.split(16)), per_channel=True)
+    return write_tflite(quantized.converted, _example()[0], path,
+                        **backend.export_options(quantized.converted, "tflite"))
 
 
 def reference_logits(model_path: Path, images: np.ndarray) -> np.ndarray:

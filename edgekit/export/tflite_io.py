@@ -1,0 +1,131 @@
+"""Float input/output for an int8 .tflite: what TFLiteConverter's ``inference_input_type=tf.float32`` gives.
+
+litert-torch 0.10.0 always writes an int8 PT2E model with int8 input and output tensors and has no
+option for float ones (its issue #670). This rewrites the flatbuffer instead: a new float32 input feeds a
+QUANTIZE op into the old int8 input, and a DEQUANTIZE op turns the old int8 output into a new float32
+output. The int8 tensors keep their scale and zero point, so the graph between is untouched and its
+outputs are bit-identical to the int8-I/O file's, dequantized. The float tensors take over the old names
+and signature keys; the int8 ones are renamed ``<name>_int8``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekit.artifacts import write_atomically
+from edgekit.errors import EdgekitError
+
+FILE_IDENTIFIER = b"TFL3"
+# Op versions the TFLite op-version table gives QUANTIZE float->int8 and DEQUANTIZE int8->float.
+IO_OP_VERSION = 2
+
+
+class TfliteRewriteError(EdgekitError):
+    """A .tflite file is not the int8-I/O model the rewrite expects."""
+
+
+def schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def read_model(path: Path):
+    """The file as the flatbuffer object API's ``ModelT`` (every table unpacked, editable)."""
+    buffer = Path(path).read_bytes()
+    return schema().ModelT.InitFromPackedBuf(bytearray(buffer), 0)
+
+
+def model_bytes(model) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024 * 1024)
+    builder.Finish(model.Pack(builder), file_identifier=FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def write_float_io(source: Path, path: Path) -> Path:
+    """``source`` (int8 I/O) rewritten with float32 I/O into ``path``; ``path`` may be ``source``."""
+    model = read_model(source)
+    to_float_io(model, Path(source).name)
+    data = model_bytes(model)
+    return write_atomically(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def to_float_io(model, file_name: str) -> None:
+    """Edit ``model`` in place: every int8/uint8 input and output of its subgraphs gets a float32 twin."""
+    tensor_type = schema().TensorType
+    for subgraph_index, subgraph in enumerate(model.subgraphs):
+        renamed: dict[int, int] = {}
+        quantize_ops, dequantize_ops = [], []
+        for position, tensor_index in enumerate(subgraph.inputs):
+            if subgraph.tensors[tensor_index].type in (tensor_type.INT8, tensor_type.UINT8):
+                float_index = _float_twin(model, subgraph, tensor_index, file_name)
+                quantize_ops.append(_operator(model, "QUANTIZE", float_index, tensor_index))
+                subgraph.inputs[position] = renamed[tensor_index] = float_index
+        for position, tensor_index in enumerate(subgraph.outputs):
+            if subgraph.tensors[tensor_index].type in (tensor_type.INT8, tensor_type.UINT8):
+                float_index = _float_twin(model, subgraph, tensor_index, file_name)
+                dequantize_ops.append(_operator(model, "DEQUANTIZE", tensor_index, float_index))
+                subgraph.outputs[position] = renamed[tensor_index] = float_index
+        subgraph.operators = quantize_ops + list(subgraph.operators or []) + dequantize_ops
+        _retarget_signatures(model, subgraph_index, renamed)
+
+
+def _float_twin(model, subgraph, tensor_index: int, file_name: str) -> int:
+    """Append a float32 tensor shaped like ``tensor_index``, give it that tensor's name; return its index."""
+    generated = schema()
+    quantized = subgraph.tensors[tensor_index]
+    if quantized.quantization is None or not quantized.quantization.scale:
+        name = quantized.name.decode() if isinstance(quantized.name, bytes) else quantized.name
+        raise TfliteRewriteError(f"{file_name}: int8 tensor '{name}' has no scale; cannot give it float I/O")
+    twin = generated.TensorT()
+    twin.shape = list(quantized.shape)
+    twin.shapeSignature = None if quantized.shapeSignature is None else list(quantized.shapeSignature)
+    twin.type = generated.TensorType.FLOAT32
+    twin.name = quantized.name
+    twin.buffer = _empty_buffer(model)
+    quantized.name = _as_bytes(quantized.name) + b"_int8"
+    subgraph.tensors.append(twin)
+    return len(subgraph.tensors) - 1
+
+
+def _empty_buffer(model) -> int:
+    model.buffers.append(schema().BufferT())
+    return len(model.buffers) - 1
+
+
+def _operator(model, op_name: str, input_index: int, output_index: int):
+    operator = schema().OperatorT()
+    operator.opcodeIndex = _opcode_index(model, op_name)
+    operator.inputs, operator.outputs = [input_index], [output_index]
+    return operator
+
+
+def _opcode_index(model, op_name: str) -> int:
+    """Index of ``op_name``'s operator code, added when missing; the version is raised to int8's if lower."""
+    generated = schema()
+    code = getattr(generated.BuiltinOperator, op_name)
+    for index, opcode in enumerate(model.operatorCodes):
+        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
+            opcode.version = max(opcode.version, IO_OP_VERSION)
+            return index
+    opcode = generated.OperatorCodeT()
+    opcode.builtinCode = code
+    # Codes under 127 are also stored in the old int8 field, as every TFLite writer does.
+    opcode.deprecatedBuiltinCode = min(code, generated.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    opcode.version = IO_OP_VERSION
+    model.operatorCodes.append(opcode)
+    return len(model.operatorCodes) - 1
+
+
+def _retarget_signatures(model, subgraph_index: int, renamed: dict[int, int]) -> None:
+    for signature in model.signatureDefs or []:
+        if signature.subgraphIndex != subgraph_index:
+            continue
+        for entry in (signature.inputs or []) + (signature.outputs or []):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
+
+
+def _as_bytes(name) -> bytes:
+    return name if isinstance(name, bytes) else str(name).encode()
