@@ -102,3 +102,18 @@ def test_weights_file_errors(tiny_recipe, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(WeightsError, match="not a loadable state dict"):
         load_weights(model, tmp_path / "junk.pt")
+
+
+def test_weight_decay_only_on_weights_and_never_on_exempt_parameters(tiny_recipe):
+    from edgekit.train.loop import make_optimizer
+
+    recipe = tiny_recipe(train={"weight_decay": 4e-5})
+    model = model_from_recipe(recipe)
+    convs = [module.weight for module in model.modules() if isinstance(module, torch.nn.Conv2d)]
+    decayed, plain = make_optimizer(model, recipe.train).param_groups
+    assert decayed["weight_decay"] == 4e-5 and plain["weight_decay"] == 0.0
+    assert {id(p) for p in convs} <= {id(p) for p in decayed["params"]}
+    assert all(p.ndim == 1 for p in plain["params"])  # biases and BN
+    decayed, plain = make_optimizer(model, recipe.train, exempt=convs[:3]).param_groups
+    assert {id(p) for p in convs[:3]} <= {id(p) for p in plain["params"]}
+    assert not {id(p) for p in convs[:3]} & {id(p) for p in decayed["params"]}

@@ -53,7 +53,8 @@ def qat(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, b
     total_steps = int(round(fine_tune.epochs * max(1, len(dataset) // fine_tune.batch_size)))
     freeze = _FreezeSchedule(backend, prepared, total_steps, config)
     result = train(prepared, dataset, transform, fine_tune, seed=seed + 1, checkpoint_path=checkpoint_path,
-                   checkpoint_key=checkpoint_key, on_step=on_step, before_step=freeze, description="QAT")
+                   checkpoint_key=checkpoint_key, on_step=on_step, before_step=freeze, description="QAT",
+                   no_weight_decay=backend.no_weight_decay(prepared))
     freeze.apply_all()
     return Quantized(prepared, backend.convert(prepared), result)
 

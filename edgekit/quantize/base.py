@@ -52,6 +52,10 @@ class QuantizationBackend(ABC):
     def state_dict(self, prepared: nn.Module) -> dict:
         return prepared.state_dict()
 
+    def no_weight_decay(self, prepared: nn.Module) -> list[nn.Parameter]:
+        """Trainable parameters that are not weights (learnable quantizer ranges): QAT does not decay them."""
+        return []
+
     def load_state_dict(self, prepared: nn.Module, state: dict) -> None:
         prepared.load_state_dict(state)
 

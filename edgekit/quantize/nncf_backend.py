@@ -78,6 +78,10 @@ class NNCFBackend(QuantizationBackend):
             raise UserInputError(f"quantize.backend: nncf exports ONNX only; use pt2e for {fmt}")
         return {"dynamo": False}  # torch.export stops on a data-dependent guard in NNCF's quantizers
 
+    def no_weight_decay(self, prepared: nn.Module) -> list[nn.Parameter]:
+        """The quantizers' learnable ranges (per-channel scales are 4-D, so shape alone does not tell)."""
+        return [param for quantizer in quantizers(prepared) for param in quantizer.parameters()]
+
     def state_dict(self, prepared: nn.Module) -> dict:
         """NNCF models do not pickle: save where the quantizers sit (plain data) and every tensor."""
         from nncf.torch import get_config

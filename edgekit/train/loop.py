@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -65,10 +65,14 @@ def learning_rate(config: TrainSection, step: int, total_steps: int) -> float:
     return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: nn.Module, config: TrainSection) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainSection,
+                   exempt: Iterable[nn.Parameter] = ()) -> torch.optim.Optimizer:
+    """Weight decay on conv and linear weights only: not on biases, BN, or the ``exempt`` parameters
+    (a QAT backend's learnable quantizer ranges, which decay would pull towards zero)."""
+    exempt_ids = {id(param) for param in exempt}
     decay, no_decay = [], []
     for param in model.parameters():
-        (decay if param.ndim > 1 else no_decay).append(param)
+        (decay if param.ndim > 1 and id(param) not in exempt_ids else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
@@ -87,6 +91,7 @@ def train(
     on_step: StepHook | None = None,
     before_step: StepHook | None = None,
     description: str = "train",
+    no_weight_decay: Iterable[nn.Parameter] = (),
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints at every epoch end and every ``checkpoint_every_steps``."""
     device = next(model.parameters()).device
@@ -94,7 +99,7 @@ def train(
     model.to(memory_format=memory_format)
     per_epoch = steps_per_epoch(len(dataset), config.batch_size)
     total_steps = int(round(config.epochs * per_epoch))
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, no_weight_decay)
     history: list[dict] = []
     start_step = _resume(checkpoint_path, checkpoint_key, model, optimizer, history)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)

@@ -261,6 +261,16 @@ class TestNNCF(BackendContract):
         with pytest.raises(UserInputError, match="nncf exports ONNX only; use pt2e for tflite"):
             backend.export_options(built.results["ptq"].converted, "tflite")
 
+    def test_quantizer_ranges_are_not_weight_decayed(self, backend, tiny):
+        """Per-channel scales are 4-D like weights: shape alone would decay them towards zero."""
+        from edgekit.train.loop import make_optimizer
+
+        prepared = backend.prepare(tiny.float_model(), tiny.example, QuantScheme(qat=True), tiny.calibration[:1])
+        ranges = self.quantizer_ranges(prepared)
+        assert any(param.ndim > 1 for param in ranges)
+        decayed, _ = make_optimizer(prepared, tiny.train_config(), backend.no_weight_decay(prepared)).param_groups
+        assert decayed["params"] and not {id(param) for param in ranges} & {id(param) for param in decayed["params"]}
+
     def test_post_relu_lower_bounds_stay_at_zero(self, backend, tiny):
         """A lower bound learned below 0 would give a nonzero zero point and a float conv in onnxruntime."""
         from nncf.torch.quantization.layers import AsymmetricQuantizer
