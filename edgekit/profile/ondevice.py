@@ -324,7 +324,8 @@ def profile(args):
         "delegate": model.delegate, "threads": args.threads,
         "latency_ms": latency_stats(times) if wall_clock else None, "runs": len(times), "seconds": seconds,
         "init_ms": init_ms if wall_clock else None, "first_inference_ms": first_ms if wall_clock else None,
-        "peak_rss_mb": peak_rss_mb(), "host": host_facts(), "accuracy": accuracy,
+        # Under qemu-user or the HTP simulator, ru_maxrss is the emulator's process, not the device's.
+        "peak_rss_mb": peak_rss_mb() if wall_clock else None, "host": host_facts(), "accuracy": accuracy,
         "outputs_file": args.save_outputs if args.inputs else None, "per_node": per_node,
         "instructions_per_inference": instructions_per_inference() if args.markers else None,
         **({"simulated_ms": latency_stats(times)} if args.provider == "qnn-htp" else {}),

@@ -170,7 +170,8 @@ def _latency_row(report: dict, profile: dict) -> list:
     tail = ["-" if instructions is None else _Cell(f"{instructions:,}", "n"), profile["runs"], _ratio_cell(profile)]
     rss = "-" if profile.get("peak_rss_mb") is None else _num(profile["peak_rss_mb"], 1)
     if kind != "real":  # a time under emulation or simulation is no latency: one grey cell instead of numbers
-        return [*head, _Cell(f"not a latency ({kind}): see instructions", "na", 5), *tail, _Cell("n/a", "na", 2), rss]
+        # and the emulator's (or simulator host's) memory is not the device's
+        return [*head, _Cell(f"not a latency ({kind}): see instructions", "na", 5), *tail, _Cell("n/a", "na", 3)]
     latency = profile["latency_ms"] or {}
 
     def ms(value):

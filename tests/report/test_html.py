@@ -44,6 +44,7 @@ def test_emulated_times_are_never_shown_as_latency(full_report, emulated_device)
     assert "not a latency (emulated): see instructions" in arm_block and "2,460,000" in arm_block
     assert "instructions per inference (emulated: not a latency)" in arm_block
     assert "12.0" not in arm_block  # its init_ms, a wall time under emulation
+    assert "80.5" not in arm_block  # its peak RSS, the emulator's memory
     assert "ms (real device)" not in arm_block
 
 
