@@ -6,6 +6,9 @@ import contextlib
 import io
 import logging
 import os
+import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -26,16 +29,16 @@ def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_
     """litert-torch conversion at batch 1 (how edge devices run it) with NHWC input (no leading
     TRANSPOSE). A quantized model has int8 input and output; ``io="float32"`` rewrites them to float32
     (QUANTIZE/DEQUANTIZE inside the file). ``io`` does nothing to a float model."""
-    import litert_torch
-
     nhwc_example = example[:1].permute(0, 2, 3, 1).contiguous()
-    wrapped = litert_torch.to_channel_last_io(module, args=[0]).eval()
     with _quiet():
+        import litert_torch  # its import prints TensorFlow's start-up lines
+
+        wrapped = litert_torch.to_channel_last_io(module, args=[0]).eval()
         try:
             edge_model = litert_torch.convert(wrapped, (nhwc_example,), quant_config=quant_config)
         except Exception as exc:  # converter internals raise anything
             raise ExportError(f"{path.name}: litert-torch conversion failed: {_first_line(exc)}") from exc
-    write_atomically(path, lambda tmp: edge_model.export(str(tmp)))
+        write_atomically(path, lambda tmp: edge_model.export(str(tmp)))
     if io == "float32":
         from edgekit.export.tflite_io import write_float_io
 
@@ -94,13 +97,27 @@ def _first_line(exc: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet():
-    """The converters print pages of progress and warnings; keep the build's output readable."""
+    """The converters print pages of progress and warnings, some from C++ straight to file descriptors 1
+    and 2; keep the build's output readable. ``EDGEKIT_VERBOSE_EXPORT=1`` shows everything."""
     if os.environ.get("EDGEKIT_VERBOSE_EXPORT") == "1":
         yield
         return
     logging.disable(logging.WARNING)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
     finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
         logging.disable(logging.NOTSET)
