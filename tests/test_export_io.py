@@ -8,6 +8,7 @@ from edgekit.errors import RecipeError
 from edgekit.export.tflite_io import TfliteRewriteError, read_model, schema, to_float_io
 from edgekit.pipeline import build
 from edgekit.recipe import validate
+from edgekit.report import format_summary
 
 
 def ptq_tflite_recipe(io: str):
@@ -100,6 +101,8 @@ def test_changing_only_the_io_type_re_exports_without_re_quantizing(float_io_bui
     (accuracy,) = [a for a in rebuilt["accuracy"] if a["artifact"] == "int8/ptq.tflite"]
     (before,) = [a for a in report["accuracy"] if a["artifact"] == "int8/ptq.tflite"]
     assert accuracy["top1"] == before["top1"]  # the same int8 model behind other I/O tensors
+    (row,) = [line for line in format_summary(rebuilt, copy).splitlines() if line.startswith("int8/ptq.tflite ")]
+    assert " int8 " in row and "float I/O" not in row
 
 
 def test_a_state_that_does_not_restore_its_model_stops_the_build():
@@ -113,3 +116,11 @@ def test_a_state_that_does_not_restore_its_model_stops_the_build():
     _check_restored(torch.nn.Flatten(), images, expected, "quantize/qat_state.pt")
     with pytest.raises(EdgekitError, match=r"quantize/qat_state\.pt: the restored quantized model differs"):
         _check_restored(torch.nn.Flatten(), images, expected + 0.01, "quantize/qat_state.pt")
+
+
+def test_the_terminal_summary_says_which_int8_files_take_float(float_io_build):
+    report, out_dir = float_io_build
+    lines = format_summary(report, out_dir).splitlines()
+    (int8_row,) = [line for line in lines if line.startswith("int8/ptq.tflite ")]
+    (float_row,) = [line for line in lines if line.startswith("float/model.tflite ")]
+    assert " int8, float I/O " in int8_row and " float32 " in float_row and "I/O" not in float_row

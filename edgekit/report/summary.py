@@ -135,14 +135,21 @@ def _summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         artifact, runtime = entry["artifact"], entry["runtime"]
         described = find_artifact(report, artifact)
         size = f"{described['bytes'] / 1e6:.2f}" if described else "-"
-        row = [artifact, runtime, artifact_format(report, artifact), entry["precision"], entry["method"],
-               size, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}"]
+        row = [artifact, runtime, artifact_format(report, artifact), _precision_text(entry, described),
+               entry["method"], size, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}"]
         for device in device_names:
             profile = profile_for(report, artifact, runtime, device)
             row += [cost_text(profile) if profile else "-", ratio_text(profile)]
         row.append(kernel_text(kernel_check_for(report, artifact, runtime)))
         rows.append(row)
     return header, rows
+
+
+def _precision_text(entry: dict, artifact: dict | None) -> str:
+    """``int8, float I/O`` for an int8 file that takes and gives float32 tensors (ONNX QDQ, tflite_io: float32)."""
+    if entry["precision"] == "int8" and artifact and artifact.get("io") == "float32":
+        return "int8, float I/O"
+    return entry["precision"]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
