@@ -18,6 +18,7 @@ from edgekit.artifacts import sha256_file, write_atomically
 from edgekit.errors import EdgekitError
 
 FORMAT_SUFFIX = {"tflite": ".tflite", "onnx": ".onnx"}
+VERBOSE_HINT = "EDGEKIT_VERBOSE_EXPORT=1 shows the converter's own output"
 
 
 class ExportError(EdgekitError):
@@ -37,7 +38,8 @@ def write_tflite(module: nn.Module, example: torch.Tensor, path: Path, *, quant_
         try:
             edge_model = litert_torch.convert(wrapped, (nhwc_example,), quant_config=quant_config)
         except Exception as exc:  # converter internals raise anything
-            raise ExportError(f"{path.name}: litert-torch conversion failed: {_first_line(exc)}") from exc
+            raise ExportError(f"{path.name}: litert-torch conversion failed: {_first_line(exc)}",
+                              hint=VERBOSE_HINT) from exc
         write_atomically(path, lambda tmp: edge_model.export(str(tmp)))
     if io == "float32":
         from edgekit.export.tflite_io import write_float_io
@@ -59,7 +61,7 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, opset: i
             torch.onnx.export(module, (example,), str(raw), dynamo=dynamo, opset_version=opset,
                               input_names=["input"], output_names=["logits"], external_data=False, **dynamic)
         except Exception as exc:
-            raise ExportError(f"{path.name}: ONNX export failed: {_first_line(exc)}") from exc
+            raise ExportError(f"{path.name}: ONNX export failed: {_first_line(exc)}", hint=VERBOSE_HINT) from exc
     try:
         _compact_onnx(raw, path)
     finally:
@@ -108,7 +110,7 @@ def _quiet():
     saved = {fd: os.dup(fd) for fd in (1, 2)}
     try:
         with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()), \
-                warnings.catch_warnings():
+                contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for fd in saved:
                 os.dup2(sink.fileno(), fd)
