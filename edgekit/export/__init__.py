@@ -117,9 +117,18 @@ def _quiet():
             try:
                 yield
             finally:
-                sys.stderr.flush()
+                _flush_c_stdio()  # C++ printf output still buffered would land on the terminal later
     finally:
         for fd, copy in saved.items():
             os.dup2(copy, fd)
             os.close(copy)
         logging.disable(logging.NOTSET)
+
+
+def _flush_c_stdio() -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to reach (not Linux/macOS): nothing buffered to lose
+        pass
