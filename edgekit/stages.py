@@ -135,7 +135,7 @@ def quantize_stage(context: BuildContext) -> StageOutput:
 
     from edgekit.artifacts import save_torch, write_atomically
     from edgekit.quantize import get_backend, resolve_backend
-    from edgekit.quantize.algorithm import calibration_batches, ptq, qat
+    from edgekit.quantize.algorithm import ptq, qat
     from edgekit.train import configure_torch
 
     recipe, config = context.recipe, context.recipe.quantize
@@ -147,10 +147,8 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     backend = get_backend(backend_name)
     float_model = _float_model(context)
     train_set, train_transform = _datasets_and_transform(recipe, train=True)
-    _, eval_transform = _datasets_and_transform(recipe, train=False)
     example = _example_batch(recipe)
-    calibration = list(calibration_batches(train_set, eval_transform, recipe.train.batch_size,
-                                           config.calibration_batches, recipe.seed))
+    calibration = _calibration(recipe, config.calibration_batches)
     per_channel = config.weights == "per_channel"
     results = {"ptq": ptq(backend, float_model, example, calibration, per_channel)}
     if config.method == "qat":
@@ -193,7 +191,6 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
 
     from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
     from edgekit.quantize import QuantScheme, get_backend, resolve_backend
-    from edgekit.quantize.algorithm import calibration_batches
     from edgekit.train import configure_torch
 
     recipe, config = context.recipe, context.recipe.quantize
@@ -204,11 +201,9 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
     backend_name = resolve_backend(config.backend, recipe.export.formats)
     backend = get_backend(backend_name)
     example = _example_batch(recipe)
-    train_set, _ = _datasets_and_transform(recipe, train=True)
-    _, eval_transform = _datasets_and_transform(recipe, train=False)
-    shapes_only = list(calibration_batches(train_set, eval_transform, recipe.train.batch_size, 1, recipe.seed))
+    shapes_only = _calibration(recipe, 1)
     reference = dict(np.load(context.artifact("reference")))
-    images = _reference_images(recipe, reference["indices"])
+    images = _reference_images(recipe, len(reference["indices"]))
     artifacts, entries = {}, []
     for method in methods:
         state = torch.load(context.artifact(f"{method}_state"), map_location="cpu", weights_only=True)
@@ -231,22 +226,30 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
     return StageOutput(artifacts, {"artifacts": entries})
 
 
-def _reference_images(recipe: Recipe, indices):
+def _calibration(recipe: Recipe, count: int) -> list:
+    """The first ``count`` calibration batches: training images, preprocessed without augmentation."""
+    from edgekit.quantize.algorithm import calibration_batches
+
+    train_set, _ = _datasets_and_transform(recipe, train=True)
+    _, eval_transform = _datasets_and_transform(recipe, train=False)
+    return list(calibration_batches(train_set, eval_transform, recipe.train.batch_size, count, recipe.seed))
+
+
+def _reference_images(recipe: Recipe, count: int):
+    """The first ``count`` test images (all of them when the split is smaller), preprocessed."""
     import torch
 
     test_set, transform = _datasets_and_transform(recipe, train=False)
-    return transform(test_set.load(torch.as_tensor(indices)))
+    return transform(test_set.load(torch.arange(min(count, len(test_set)))))
 
 
 def _check_restored(converted, images, expected, state_file: str) -> None:
     """The restored model must compute what the quantize stage evaluated, or its files would not be that model."""
     import numpy as np
-    import torch
 
     from edgekit.errors import EdgekitError
 
-    with torch.no_grad():
-        logits = torch.cat([converted(chunk) for chunk in images.split(100)]).numpy()
+    logits = _torch_logits(converted, images)
     difference = float(np.abs(logits - expected).max(initial=0.0))
     if difference > 1e-4:
         raise EdgekitError(f"{state_file}: the restored quantized model differs from the one the quantize stage "
@@ -257,16 +260,21 @@ def _reference_logits(recipe: Recipe, float_model, results) -> dict:
     """Torch outputs of every model on the first test images: what each exported file must reproduce."""
     import torch
 
-    test_set, _ = _datasets_and_transform(recipe, train=False)
-    indices = torch.arange(min(REFERENCE_SAMPLES, len(test_set)))
-    images = _reference_images(recipe, indices)
+    images = _reference_images(recipe, REFERENCE_SAMPLES)
     with torch.no_grad():
-        logits = {"float": float_model(images)}
-        for method, result in results.items():
-            logits[method] = torch.cat([result.converted(chunk) for chunk in images.split(100)])
-    arrays = {name: value.numpy() for name, value in logits.items()}
-    arrays["indices"] = indices.numpy()
+        arrays = {"float": float_model(images).numpy()}
+    for method, result in results.items():
+        arrays[method] = _torch_logits(result.converted, images)
+    arrays["indices"] = torch.arange(len(images)).numpy()
     return arrays
+
+
+def _torch_logits(module, images):
+    """A converted graph's logits as a numpy array, 100 images at a time."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([module(chunk) for chunk in images.split(100)]).numpy()
 
 
 class _StoredReference:
