@@ -60,18 +60,19 @@ def profile_for(report: dict, artifact: str, runtime: str, device: str) -> dict 
 
 
 def accuracy_for(report: dict, artifact: str, runtime: str) -> dict | None:
-    key = artifact_key(report, artifact)
-    for entry in report.get("accuracy", []):
-        if entry["runtime"] == runtime and artifact_key(report, entry["artifact"]) == key:
-            return entry
-    return None
+    return _entry_for(report, "accuracy", artifact, runtime)
 
 
 def kernel_check_for(report: dict, artifact: str, runtime: str) -> dict | None:
+    return _entry_for(report, "int8_kernels", artifact, runtime)
+
+
+def _entry_for(report: dict, section: str, artifact: str, runtime: str) -> dict | None:
+    """The first entry of ``report[section]`` about ``artifact`` (by name or path) in ``runtime``."""
     key = artifact_key(report, artifact)
-    for check in report.get("int8_kernels", []):
-        if check["runtime"] == runtime and artifact_key(report, check["artifact"]) == key:
-            return check
+    for entry in report.get(section, []):
+        if entry["runtime"] == runtime and artifact_key(report, entry["artifact"]) == key:
+            return entry
     return None
 
 
