@@ -24,17 +24,7 @@ def _report_fixtures_module():
 
 
 _reports = _report_fixtures_module()
-
-
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    return _reports.real_build(tmp_path_factory)
-
-
-@pytest.fixture
-def real_report(built) -> dict:
-    """The real build's report.json as the pipeline wrote it."""
-    return copy.deepcopy(built[0])
+built, real_report = _reports.built, _reports.real_report  # the same fixtures as tests/report's
 
 
 @pytest.fixture

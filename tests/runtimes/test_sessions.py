@@ -66,18 +66,19 @@ class TestInt8Onnx(SessionContract):
     file, runtime, layout, input_dtype, int8 = "int8.onnx", "onnxruntime", "NCHW", "float32", True
 
 
-class TestFloatTflite(SessionContract):
-    file, runtime, layout, input_dtype, int8 = "float.tflite", "litert", "NCHW", "float32", False
+class LiteRTContract(SessionContract):
+    runtime = "litert"
 
     def test_xnnpack_delegate_is_applied(self, session):
         assert session.describe()["delegate"] == "XNNPACK"
 
 
-class TestInt8Tflite(SessionContract):
-    file, runtime, layout, input_dtype, int8 = "int8.tflite", "litert", "NHWC", "int8", True
+class TestFloatTflite(LiteRTContract):
+    file, layout, input_dtype, int8 = "float.tflite", "NCHW", "float32", False
 
-    def test_xnnpack_delegate_is_applied(self, session):
-        assert session.describe()["delegate"] == "XNNPACK"
+
+class TestInt8Tflite(LiteRTContract):
+    file, layout, input_dtype, int8 = "int8.tflite", "NHWC", "int8", True
 
     def test_int8_io_is_quantized_and_dequantized(self, built, session):
         """run() equals driving the interpreter by hand: quantize, NCHW -> NHWC, invoke, dequantize."""
@@ -98,10 +99,10 @@ class TestInt8Tflite(SessionContract):
         np.testing.assert_allclose(steps, np.round(steps), atol=1e-3)
 
 
-class TestInt8TfliteWithFloatIO(SessionContract):
+class TestInt8TfliteWithFloatIO(LiteRTContract):
     """``export.tflite_io: float32``: the int8 file rewritten with a QUANTIZE in front and a DEQUANTIZE behind."""
 
-    file, runtime, layout, input_dtype, int8 = "int8_float_io.tflite", "litert", "NHWC", "float32", True
+    file, layout, input_dtype, int8 = "int8_float_io.tflite", "NHWC", "float32", True
 
     def test_logits_are_bit_identical_to_the_int8_io_file(self, built, session):
         int8_io = get_runtime("litert").load(built.files["int8.tflite"], threads=1)

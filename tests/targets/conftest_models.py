@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from edgekit.data import BatchTransform, build_datasets
@@ -151,12 +152,11 @@ def reference_logits(model_path: Path, images: np.ndarray) -> np.ndarray:
     return np.concatenate(rows)
 
 
-_shared: Models | None = None
-
-
-def shared_models(tmp_path_factory) -> Models:
-    """One ``Models`` per test session, shared by the target test modules (each file is built once)."""
-    global _shared
-    if _shared is None:
-        _shared = Models(tmp_path_factory.mktemp("target-models"))
-    return _shared
+def serve_or_skip(target, kind: str):
+    """Fixture body: yield ``target`` when it can run here, else skip saying why; clean it up either way."""
+    ok, why = target.available()
+    if not ok:
+        target.cleanup()
+        pytest.skip(f"{kind} not set up here: {why}")
+    yield target
+    target.cleanup()

@@ -18,7 +18,7 @@ from edgekit.profile.devices import DeviceProfile
 from edgekit.targets.base import TargetUnavailable
 from edgekit.targets.emulated import EmulatedArm64Target
 from edgekit.targets import sysroot
-from targets.conftest_models import reference_logits, shared_models
+from targets.conftest_models import reference_logits, serve_or_skip
 from targets.test_local import TargetContract
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,18 +109,8 @@ def test_unbuilt_sysroot_is_unavailable_with_the_reason(tmp_path):
 
 @pytest.fixture(scope="module")
 def a76():
-    target = EmulatedArm64Target(profile())
-    ok, why = target.available()
-    if not ok:
-        target.cleanup()
-        pytest.skip(f"emulated-arm64 not set up here: {why}")
-    yield target
-    target.cleanup()
+    yield from serve_or_skip(EmulatedArm64Target(profile()), "emulated-arm64")
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return shared_models(tmp_path_factory)
 
 
 def profile_under_qemu(target, model: Path, *extra) -> dict:

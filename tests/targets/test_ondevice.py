@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from targets.conftest_models import Models, reference_logits, shared_models
+from targets.conftest_models import reference_logits
 
 SCRIPT = Path(__file__).resolve().parents[2] / "edgekit" / "profile" / "ondevice.py"
 FAST = ["--warmup", "2", "--min-runs", "5", "--max-runs", "8", "--min-seconds", "0"]
@@ -24,10 +24,6 @@ MODELS = {  # attribute of Models -> (runtime, delegate the runtime applies)
     "int8_tflite": ("litert", "XNNPACK"),
 }
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Models:
-    return shared_models(tmp_path_factory)
 
 
 def run_script(*args, check=True) -> subprocess.CompletedProcess:

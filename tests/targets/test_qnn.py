@@ -14,7 +14,7 @@ from onnx import helper
 from edgekit.profile.devices import DeviceProfile
 from edgekit.targets import make_target
 from edgekit.targets.qnn import QnnHtpTarget, QnnUnsupportedOps
-from targets.conftest_models import shared_models
+from targets.conftest_models import serve_or_skip
 from targets.test_local import TargetContract
 
 SCRIPT = Path(__file__).resolve().parents[2] / "edgekit" / "profile" / "ondevice.py"
@@ -27,18 +27,8 @@ def profile(**settings) -> DeviceProfile:
 
 @pytest.fixture(scope="module")
 def htp():
-    target = make_target(profile(), check_available=False)
-    ok, why = target.available()
-    if not ok:
-        target.cleanup()
-        pytest.skip(f"qnn-htp not set up here: {why}")
-    yield target
-    target.cleanup()
+    yield from serve_or_skip(make_target(profile(), check_available=False), "qnn-htp")
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return shared_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
