@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -11,7 +12,11 @@ from typing import Any, Callable
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp_path)`` then move the finished file into place, so readers never see half a file."""
+    """Call ``write(tmp_path)`` then move the finished file into place, so readers never see half a file.
+
+    The file ends with the mode a plain ``open(path, "w")`` would give it (0644 under umask 022), not
+    mkstemp's 0600, so that CI can upload it and other users can read it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -19,6 +24,7 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp_name)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~current_umask())  # after write(): some writers replace the file
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -30,10 +36,33 @@ def write_json(path: str | Path, data: Any) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (no window for other threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_torch(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` with byte-identical output for identical content.
+
+    Saved to a file path, torch names the zip records after that file, and write_atomically's
+    temporary name is random: the same state dict never gave the same bytes, so every stage keyed on
+    the file's hash reran. Saved to a buffer, the records are always named ``archive/``.
+    """
     import torch
 
-    return write_atomically(path, lambda tmp: torch.save(obj, tmp))
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getvalue()
+    return write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def sha256_file(path: str | Path) -> str:
