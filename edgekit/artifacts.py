@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from edgekit.errors import UserInputError
+
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_path)`` then move the finished file into place, so readers never see half a file.
@@ -29,6 +31,35 @@ def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
     finally:
         tmp_path.unlink(missing_ok=True)
     return path
+
+
+def make_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """Create the output directory ``path`` (and its parents) before any work starts.
+
+    UserInputError (exit 2) naming ``what`` and the path when it is a file, lies below a file, or cannot
+    be created or written.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{what} {path}: is a file, not a directory")
+    blocking = _file_above(path)
+    if blocking is not None:
+        raise UserInputError(f"{what} {path}: {blocking} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"{what} {path}: cannot create the directory: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserInputError(f"{what} {path}: cannot write in the directory: permission denied")
+    return path
+
+
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` when it is not a directory (then nothing can go below it)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -72,14 +72,20 @@ def _recipe_args(command: argparse.ArgumentParser) -> None:
 
 
 def _build(args) -> int:
-    from edgekit.pipeline import build
+    from edgekit.artifacts import make_output_dir
+    from edgekit.lock import build_lock
+    from edgekit.pipeline import build, default_out_dir
     from edgekit.recipe import load_recipe
 
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.out is not None:
+        out_dir = make_output_dir(args.out, "--out")
+    else:
+        out_dir = make_output_dir(default_out_dir(recipe), "build directory")
+    with build_lock(out_dir, command=f"edgekit build {args.recipe}"):
+        report, _records = build(recipe, out_dir, force=tuple(args.force), until=args.until)
     from edgekit.report import format_summary
 
-    recipe = load_recipe(args.recipe, args.overrides)
-    out_dir = args.out or Path("builds") / recipe.name
-    report, _records = build(recipe, out_dir, force=tuple(args.force), until=args.until)
     print(format_summary(report, out_dir))
     return 0
 
