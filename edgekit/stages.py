@@ -1,13 +1,20 @@
 """The stages of a build, each a function from the build context (recipe + earlier artifacts) to a
-``StageOutput``. ``pipeline.py`` wires them; heavy imports happen inside each stage."""
+``StageOutput``, declared as a ``Stage`` right after it (what it reads, what its cache key covers).
+``STAGES`` lists them in the order data flows; ``pipeline.py`` runs them. Heavy imports happen inside
+each stage."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from edgekit.artifacts import sha256_file
-from edgekit.pipeline import BuildContext, StageOutput
+from edgekit.formats import FORMATS, get_format
 from edgekit.recipe import Recipe
+from edgekit.runner import ALL_ARTIFACTS, BuildContext, Stage, StageOutput
+
+TORCH = ("torch",)
+CONVERTERS = ("torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxscript", "onnxruntime", "nncf")
+RUNTIMES = ("ai-edge-litert", "onnxruntime", "numpy")
 
 
 def model_from_recipe(recipe: Recipe):
@@ -30,12 +37,12 @@ def model_summary(recipe: Recipe) -> dict:
 
 
 def _datasets_and_transform(recipe: Recipe, train: bool):
-    from edgekit.data import BatchTransform, build_datasets
+    from edgekit.data import BatchTransform, build_split
 
-    train_set, test_set = build_datasets(recipe.data, recipe.model.resolution, recipe.seed)
+    dataset = build_split(recipe.data, recipe.model.resolution, recipe.seed, "train" if train else "test")
     transform = BatchTransform(recipe.model.resolution, recipe.data.mean, recipe.data.std,
                                augment=train and recipe.data.augment)
-    return (train_set if train else test_set), transform
+    return dataset, transform
 
 
 def weights_key(recipe: Recipe) -> dict:
@@ -69,6 +76,10 @@ def train_stage(context: BuildContext) -> StageOutput:
     }})
 
 
+TRAIN = Stage("train", ("seed", "model", "data", "train"), (), train_stage, weights_key,
+              ignore=("data.max_eval_samples", "train.eval_batch_size"), packages=TORCH)
+
+
 def evaluate_float_stage(context: BuildContext) -> StageOutput:
     import torch
 
@@ -87,6 +98,8 @@ def evaluate_float_stage(context: BuildContext) -> StageOutput:
     return StageOutput({}, {"accuracy": [entry]})
 
 
+EVALUATE = Stage("evaluate", ("seed", "model", "data", "train"), ("float_model",), evaluate_float_stage,
+                 packages=TORCH)
 
 
 def _float_model(context: BuildContext):
@@ -106,23 +119,24 @@ def _example_batch(recipe: Recipe):
 
 
 def export_float_stage(context: BuildContext) -> StageOutput:
-    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
+    from edgekit.export import artifact_entry
     from edgekit.train import configure_torch
 
     recipe = context.recipe
     configure_torch(recipe.train.threads)
     model, example = _float_model(context), _example_batch(recipe)
     artifacts, entries = {}, []
-    for fmt in recipe.export.formats:
-        relative = f"float/model{FORMAT_SUFFIX[fmt]}"
-        if fmt == "tflite":
-            write_tflite(model, example, context.path(relative))
-        else:
-            write_onnx(model, example, context.path(relative), opset=recipe.export.onnx_opset)
-        artifacts[f"float_{fmt}"] = relative
-        entries.append(artifact_entry(f"float_{fmt}", context.path(relative), context.out_dir, fmt,
+    for fmt in map(get_format, recipe.export.formats):
+        relative = f"float/model{fmt.suffix}"
+        fmt.write(model, example, context.path(relative), recipe.export, "float32")
+        artifacts[f"float_{fmt.name}"] = relative
+        entries.append(artifact_entry(f"float_{fmt.name}", context.path(relative), context.out_dir, fmt.name,
                                       "float32", "float", "torch"))
     return StageOutput(artifacts, {"artifacts": entries})
+
+
+EXPORT = Stage("export", ("seed", "model", "data", "export"), ("float_model",), export_float_stage,
+               ignore=("data.max_train_samples", "data.augment"), packages=CONVERTERS)
 
 
 REFERENCE_SAMPLES = 500
@@ -182,6 +196,8 @@ def quantize_stage(context: BuildContext) -> StageOutput:
 QUANTIZED = ("ptq", "qat")
 #: export options the quantize stage does not read: changing them re-exports without re-running QAT
 EXPORT_ONLY_OPTIONS = ("export.tflite_io", "export.onnx_opset", "export.require_int8_kernels")
+QUANTIZE = Stage("quantize", ("seed", "model", "data", "train", "quantize", "export"), ("float_model",),
+                 quantize_stage, ignore=EXPORT_ONLY_OPTIONS, packages=CONVERTERS)
 
 
 def export_int8_stage(context: BuildContext) -> StageOutput:
@@ -189,7 +205,7 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
     import numpy as np
     import torch
 
-    from edgekit.export import FORMAT_SUFFIX, artifact_entry, write_onnx, write_tflite
+    from edgekit.export import artifact_entry
     from edgekit.quantize import QuantScheme, get_backend, resolve_backend
     from edgekit.train import configure_torch
 
@@ -211,19 +227,18 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
         restored = backend.restore(_float_model(context), example, scheme, state, shapes_only)
         converted = backend.convert(restored)
         _check_restored(converted, images, reference[method], context.artifacts[f"{method}_state"])
-        for fmt in recipe.export.formats:
-            relative = f"int8/{method}{FORMAT_SUFFIX[fmt]}"
-            options = backend.export_options(converted, fmt)
-            if fmt == "tflite":
-                write_tflite(converted, example, context.path(relative), io=recipe.export.tflite_io, **options)
-            else:
-                write_onnx(converted, example, context.path(relative),
-                           opset=max(recipe.export.onnx_opset, 17), **options)
-            artifacts[f"{method}_{fmt}"] = relative
-            io = recipe.export.tflite_io if fmt == "tflite" else "float32"
-            entries.append(artifact_entry(f"{method}_{fmt}", context.path(relative), context.out_dir, fmt,
-                                          "int8", method, backend_name, io))
+        for fmt in map(get_format, recipe.export.formats):
+            relative = f"int8/{method}{fmt.suffix}"
+            fmt.write(converted, example, context.path(relative), recipe.export, "int8",
+                      **backend.export_options(converted, fmt.name))
+            artifacts[f"{method}_{fmt.name}"] = relative
+            entries.append(artifact_entry(f"{method}_{fmt.name}", context.path(relative), context.out_dir, fmt.name,
+                                          "int8", method, backend_name, fmt.io_type(recipe.export, "int8")))
     return StageOutput(artifacts, {"artifacts": entries})
+
+
+EXPORT_INT8 = Stage("export_int8", ("seed", "model", "data", "train", "quantize", "export"), (ALL_ARTIFACTS,),
+                    export_int8_stage, packages=CONVERTERS)
 
 
 def _calibration(recipe: Recipe, count: int) -> list:
@@ -277,65 +292,53 @@ def _torch_logits(module, images):
         return torch.cat([module(chunk) for chunk in images.split(100)]).numpy()
 
 
-class _StoredReference:
-    """Replays torch logits saved by the quantize stage, batch after batch, as evaluate_file asks for them."""
-
-    def __init__(self, logits):
-        self.logits, self.cursor = logits, 0
-
-    def __call__(self, images):
-        rows = self.logits[self.cursor : self.cursor + len(images)]
-        self.cursor += len(images)
-        return rows
-
-
-RUNTIME_FOR_FORMAT = {"tflite": "litert", "onnx": "onnxruntime"}
 EXPORTED = ("float", "ptq", "qat")
 
 
 def exported_files(context: BuildContext) -> list[tuple[str, str, str]]:
     """(artifact name, method, format) of every exported model file, float first."""
-    files = []
-    for method in EXPORTED:
-        for fmt in ("tflite", "onnx"):
-            if f"{method}_{fmt}" in context.artifacts:
-                files.append((f"{method}_{fmt}", method, fmt))
-    return files
+    return [(f"{method}_{fmt}", method, fmt) for method in EXPORTED for fmt in FORMATS
+            if f"{method}_{fmt}" in context.artifacts]
 
 
 def evaluate_runtimes_stage(context: BuildContext) -> StageOutput:
+    """Accuracy of every exported file inside each runtime of ``evaluate.runtimes`` that loads its format,
+    its agreement with its torch model on the quantize stage's reference images, and its int8 kernels."""
     import numpy as np
-    import torch
 
     from edgekit.runtimes import check_int8
-    from edgekit.runtimes.evaluate import evaluate_file
+    from edgekit.runtimes.evaluate import compare_file, evaluate_file
 
     recipe = context.recipe
     test_set, transform = _datasets_and_transform(recipe, train=False)
     test_set = test_set.subset(recipe.evaluate.max_samples, recipe.seed)
     reference_file = context.artifacts.get("reference")
     references = dict(np.load(context.path(reference_file))) if reference_file else {}
+    reference_images = _reference_images(recipe, len(references["indices"])).numpy() if references else None
     accuracy, kernels = [], []
     for name, method, fmt in exported_files(context):
-        runtime = RUNTIME_FOR_FORMAT[fmt]
-        if runtime not in recipe.evaluate.runtimes:
-            continue
         path = context.artifact(name)
-        stored = references.get(method)
-        scores = evaluate_file(path, runtime, test_set, transform, threads=recipe.evaluate.threads,
-                               batch_size=recipe.train.eval_batch_size,
-                               reference=_StoredReference(stored) if stored is not None else None,
-                               reference_samples=len(stored) if stored is not None else 1)
-        entry = {"artifact": context.artifacts[name], "runtime": runtime,
-                 "precision": "float32" if method == "float" else "int8", "method": method,
-                 "dataset": test_set.name, "device": "cpu", "threads": recipe.evaluate.threads,
-                 "top1": scores["top1"], "top5": scores["top5"], "samples": scores["samples"]}
-        if "reference" in scores:
-            entry["agreement"] = {"reference": f"torch {method} model", **scores["reference"]}
-        accuracy.append(entry)
-        if method != "float":
-            kernels.append({**check_int8(path, runtime), "artifact": context.artifacts[name]})
+        for runtime in get_format(fmt).runtimes:
+            if runtime not in recipe.evaluate.runtimes:
+                continue
+            scores = evaluate_file(path, runtime, test_set, transform, threads=recipe.evaluate.threads,
+                                   batch_size=recipe.train.eval_batch_size)
+            entry = {"artifact": context.artifacts[name], "runtime": runtime,
+                     "precision": "float32" if method == "float" else "int8", "method": method,
+                     "dataset": test_set.name, "device": "cpu", "threads": recipe.evaluate.threads,
+                     "top1": scores["top1"], "top5": scores["top5"], "samples": scores["samples"]}
+            if method in references:
+                agreement = compare_file(path, runtime, reference_images, references[method],
+                                         threads=recipe.evaluate.threads, batch_size=recipe.train.eval_batch_size)
+                entry["agreement"] = {"reference": f"torch {method} model", **agreement}
+            accuracy.append(entry)
+            if method != "float":
+                kernels.append({**check_int8(path, runtime), "artifact": context.artifacts[name]})
     return StageOutput({}, {"accuracy": accuracy, "int8_kernels": kernels})
+
+
+RUNTIMES_STAGE = Stage("runtimes", ("seed", "model", "data", "train", "evaluate", "export"), (ALL_ARTIFACTS,),
+                       evaluate_runtimes_stage, ignore=("data.max_train_samples", "data.augment"), packages=RUNTIMES)
 
 
 def device_files_key(recipe: Recipe) -> dict:
@@ -363,8 +366,15 @@ def profile_stage(context: BuildContext) -> StageOutput:
     return StageOutput({}, {"profiles": entries})
 
 
+PROFILE = Stage("profile", ("profile",), (ALL_ARTIFACTS,), profile_stage, device_files_key, cache=False,
+                packages=RUNTIMES)
+
+
 def _relative_to(path: str, out_dir: Path) -> str:
     try:
         return str(Path(path).resolve().relative_to(out_dir.resolve()))
     except ValueError:
         return str(path)
+
+
+STAGES = (TRAIN, EVALUATE, EXPORT, QUANTIZE, EXPORT_INT8, RUNTIMES_STAGE, PROFILE)

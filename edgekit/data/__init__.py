@@ -5,7 +5,7 @@ preprocessed as whole tensors (augment, resize to the recipe's resolution, grey 
 normalise), which keeps the CPU pipeline cheap next to the model's own step.
 """
 
-from edgekit.data.datasets import ImageSet, build_datasets
+from edgekit.data.datasets import ImageSet, build_datasets, build_split
 from edgekit.data.transforms import BatchTransform, balanced_subset
 
-__all__ = ["BatchTransform", "ImageSet", "balanced_subset", "build_datasets"]
+__all__ = ["BatchTransform", "ImageSet", "balanced_subset", "build_datasets", "build_split"]

@@ -55,16 +55,23 @@ class ImageSet:
 
 def build_datasets(config: DataSection, resolution: int, seed: int) -> tuple[ImageSet, ImageSet]:
     """Return (train, test) sets with the recipe's deterministic subsets applied."""
+    return build_split(config, resolution, seed, "train"), build_split(config, resolution, seed, "test")
+
+
+def build_split(config: DataSection, resolution: int, seed: int, split: str) -> ImageSet:
+    """The ``train`` or ``test`` set with the recipe's deterministic subset applied; reads only that
+    split's options (so a stage that uses one split does not depend on the other's subset size)."""
     if config.dataset == "fashion_mnist":
-        root = Path(config.root or DEFAULT_FASHION_MNIST_ROOT)
-        train, test = (read_fashion_mnist(root, split) for split in ("train", "test"))
+        images = read_fashion_mnist(Path(config.root or DEFAULT_FASHION_MNIST_ROOT), split)
     else:
         if not config.root:
             raise DataError("data.root: the imagefolder dataset needs a folder with train/ and val/ inside")
         root = Path(config.root)
         train = read_image_folder(root / "train", resolution)
-        test = read_image_folder(root / "val", resolution, classes=train.classes)
-    return train.subset(config.max_train_samples, seed), test.subset(config.max_eval_samples, seed)
+        images = train if split == "train" else read_image_folder(root / "val", resolution, classes=train.classes)
+    if split == "train":
+        return images.subset(config.max_train_samples, seed)
+    return images.subset(config.max_eval_samples, seed)
 
 
 def read_fashion_mnist(root: Path, split: str) -> ImageSet:

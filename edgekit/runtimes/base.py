@@ -6,7 +6,8 @@ the session's business: it transposes, quantizes and dequantizes, and splits or 
 
 Built-in runtimes: ``onnxruntime`` (.onnx) and ``litert`` (.tflite). Each backend module imports its
 runtime package only when a model is loaded. Later runtimes (OpenVINO for .onnx/.xml, Qualcomm QNN through
-onnxruntime-qnn) plug in with ``register_runtime(name, "module:Class", suffixes)``; none is implemented yet.
+onnxruntime-qnn) plug in with ``register_runtime(name, "module:Class")``; which files a runtime loads is
+the format table's business (``edgekit.formats``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ _RUNTIMES: dict[str, str] = {
     "onnxruntime": "edgekit.runtimes.onnxruntime_rt:OnnxRuntime",
     "litert": "edgekit.runtimes.litert_rt:LiteRTRuntime",
 }
-_SUFFIXES: dict[str, str] = {".onnx": "onnxruntime", ".tflite": "litert"}
 
 
 class RuntimeFailure(EdgekitError):
@@ -129,11 +129,9 @@ class Runtime(ABC):
         """{"runtime", "version", and the execution provider or delegate it uses by default}."""
 
 
-def register_runtime(name: str, target: str, suffixes: tuple[str, ...] = ()) -> None:
+def register_runtime(name: str, target: str) -> None:
     """Make ``get_runtime(name)`` build ``target`` ("package.module:Class"), imported only when asked for."""
     _RUNTIMES[name] = target
-    for suffix in suffixes:
-        _SUFFIXES[suffix] = name
 
 
 def list_runtimes() -> list[str]:
@@ -150,12 +148,11 @@ def get_runtime(name: str) -> Runtime:
 
 
 def runtime_for(path: str | Path) -> Runtime:
-    """The runtime that runs ``path``, chosen by its suffix (.onnx -> onnxruntime, .tflite -> litert)."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
-        known = ", ".join(f"{ending} ({name})" for ending, name in sorted(_SUFFIXES.items()))
-        raise UserInputError(f"{path}: no runtime runs '{suffix or 'no suffix'}' files; known: {known}")
-    return get_runtime(_SUFFIXES[suffix])
+    """The runtime that runs ``path``: the first runtime of its format's row (.onnx -> onnxruntime,
+    .tflite -> litert)."""
+    from edgekit.formats import format_for_path
+
+    return get_runtime(format_for_path(path).runtime)
 
 
 def import_runtime_package(module: str, runtime: str, package: str):

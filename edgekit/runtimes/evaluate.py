@@ -67,6 +67,17 @@ def evaluate_file(
     return result
 
 
+def compare_file(path: str | Path, runtime_name: str, images: np.ndarray, reference_logits: np.ndarray, *,
+                 threads: int, batch_size: int) -> dict:
+    """Agreement of ``path`` run by ``runtime_name`` with ``reference_logits``, computed on the same ``images``
+    (float32 NCHW, preprocessed) the reference saw."""
+    session = get_runtime(runtime_name).load(path, threads=threads)
+    comparison = _Comparison(session.output_quantization())
+    for start in range(0, len(images), batch_size):
+        comparison.add(session.run(images[start : start + batch_size]), reference_logits[start : start + batch_size])
+    return comparison.summary()
+
+
 def _batches(dataset: ImageSet, transform: BatchTransform, batch_size: int):
     """(index of the first image, float32 NCHW images, labels) in dataset order."""
     for start in range(0, len(dataset), batch_size):

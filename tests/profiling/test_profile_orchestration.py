@@ -167,7 +167,7 @@ def test_bad_artifact_lists_are_user_errors(files, tmp_path):
     with pytest.raises(UserInputError, match="missing.onnx: artifact not found"):
         plan_groups([tmp_path / "missing.onnx"], {})
     (tmp_path / "model.pt").write_bytes(b"")
-    with pytest.raises(UserInputError, match=r"cannot profile a '\.pt' file"):
+    with pytest.raises(UserInputError, match=r"no runtime runs '\.pt' files"):
         plan_groups([tmp_path / "model.pt"], {})
     with pytest.raises(UserInputError, match="float twin .* another runtime"):
         plan_groups([files["int8.tflite"]], {"int8.tflite": files["float.onnx"]})
