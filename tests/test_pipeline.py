@@ -78,3 +78,24 @@ def test_cli_build_with_set_override(tmp_path, capsys):
     assert main(args) == 0
     report = json.loads((tmp_path / "o/report.json").read_text())
     assert report["training"]["images"] == 64 and report["accuracy"][0]["samples"] == 32
+
+
+def test_an_identical_retrain_leaves_later_stages_cached(tiny_recipe, tmp_path):
+    build(tiny_recipe(), tmp_path, **quiet)
+    before = (tmp_path / "train/model.pt").read_bytes()
+    _, records = build(tiny_recipe(), tmp_path, force=("train",), **quiet)
+    assert (tmp_path / "train/model.pt").read_bytes() == before  # byte-identical, so the key of evaluate holds
+    assert statuses(records) == {"train": "ran", "evaluate": "cached"}
+
+
+def test_force_of_a_stage_after_until_says_so(tiny_recipe, tmp_path):
+    with pytest.raises(UserInputError, match="--force profile: the stage does not run in this build, which stops "
+                                             "after --until train"):
+        build(tiny_recipe(), tmp_path, force=("profile",), until="train", log=lambda _: None)
+
+
+def test_report_records_which_stages_finished(tiny_recipe, tmp_path):
+    build(tiny_recipe(), tmp_path, **quiet)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["build"] == {"complete": True, "stages_planned": ["train", "evaluate"],
+                               "stages_finished": ["train", "evaluate"]}
