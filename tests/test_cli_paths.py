@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 import edgekit.pipeline
-from conftest import tiny_recipe_data
+from conftest import REPO, tiny_recipe_data
 from edgekit.artifacts import make_output_dir
 from edgekit.cli import main
 from edgekit.errors import UserInputError
@@ -16,7 +16,8 @@ from edgekit.errors import UserInputError
 @pytest.fixture
 def recipe(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe_data()))
+    # absolute device path: some tests run in another working directory
+    path.write_text(yaml.safe_dump(tiny_recipe_data(profile={"devices": [str(REPO / "devices" / "host.yaml")]})))
     return path
 
 
@@ -122,3 +123,76 @@ def test_a_broken_symlink_is_not_a_directory(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "missing")
     with pytest.raises(UserInputError, match="cannot create the directory: File exists"):
         make_output_dir(tmp_path / "link")
+
+
+# --- edgekit profile: its files and its temporary directories -----------------------------------------
+
+DEVICE = {
+    "kind": "local", "arch": "auto", "runtimes": ["onnxruntime"], "delegates": {"onnxruntime": ["cpu"]},
+    "threads": [1],
+    "protocol": {"warmup_runs": 1, "min_runs": 3, "min_seconds": 0, "rounds": 1, "timeout_seconds": 120},
+}
+
+
+def _device_file(folder: Path, **fields) -> Path:
+    path = folder / "device.yaml"
+    path.write_text(yaml.safe_dump({"name": "quick", **DEVICE, **fields}))
+    return path
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """A one-node ONNX model (Relu on a 1x3x8x8 image), written without torch."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["logits"])], "tiny", [image], [logits])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.fixture
+def temp_root(tmp_path, monkeypatch) -> Path:
+    """An empty folder that this process and its children use as the system's temporary directory."""
+    import tempfile
+
+    root = tmp_path / "system-tmp"
+    root.mkdir()
+    monkeypatch.setenv("TMPDIR", str(root))
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def _left_in(temp_root: Path) -> list[str]:
+    # onnxruntime keeps one session-id file, .ses, in the temporary directory and reuses it on every run
+    return sorted(path.name for path in temp_root.iterdir() if path.name != ".ses")
+
+
+def test_profile_inputs_that_do_not_exist(tmp_path, capsys):
+    model = _tiny_onnx(tmp_path / "model.onnx")
+    missing = tmp_path / "missing.npz"
+    error = _refused(capsys, ["profile", str(model), "--device", str(_device_file(tmp_path)), "--inputs", str(missing)])
+    assert error == f"--inputs {missing}: file not found"
+
+
+def test_profile_inputs_that_are_a_directory(tmp_path, capsys):
+    model = _tiny_onnx(tmp_path / "model.onnx")
+    error = _refused(capsys, ["profile", str(model), "--device", str(_device_file(tmp_path)), "--inputs", str(tmp_path)])
+    assert error == f"--inputs {tmp_path}: not a file"
+
+
+def test_profile_leaves_no_temporary_directory_behind(tmp_path, temp_root, capsys):
+    model = _tiny_onnx(tmp_path / "model.onnx")
+    assert main(["profile", str(model), "--device", str(_device_file(tmp_path)), "--json"]) == 0
+    assert '"runtime": "onnxruntime"' in capsys.readouterr().out
+    assert _left_in(temp_root) == []
+
+
+def test_profile_on_a_device_that_is_not_set_up_leaves_no_temporary_directory(tmp_path, temp_root, capsys):
+    model = _tiny_onnx(tmp_path / "model.onnx")
+    device = _device_file(tmp_path, kind="emulated-arm64", arch="aarch64",
+                          emulated_arm64={"qemu_cpu": "cortex-a76", "sysroot": str(tmp_path / "no-sysroot")})
+    assert main(["profile", str(model), "--device", str(device)]) == 1
+    assert "is not available here" in capsys.readouterr().err
+    assert _left_in(temp_root) == []

@@ -33,6 +33,7 @@ def run_profile_command(args) -> int:
 
     device = load_device_profile(args.device)
     twins = parse_float_twins(args.float_twins)
+    check_inputs_file(args.inputs)
     artifacts = list(args.artifacts) + [path for path in twins if path not in args.artifacts]
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     entries = profile_artifacts(artifacts, device, float_twins={str(k): v for k, v in twins.items()},
@@ -53,6 +54,21 @@ def parse_float_twins(pairs: list[str]) -> dict[Path, Path]:
             raise UserInputError(f"--float-twin {pair}: expected INT8=FLOAT, e.g. --float-twin q.onnx=f.onnx")
         twins[Path(int8)] = Path(float_model)
     return twins
+
+
+def check_inputs_file(path: Path | None) -> None:
+    """``--inputs`` must name a readable file; checked before any target is set up."""
+    if path is None:
+        return
+    if not path.exists():
+        raise UserInputError(f"--inputs {path}: file not found")
+    if not path.is_file():
+        raise UserInputError(f"--inputs {path}: not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"--inputs {path}: cannot read it: {exc.strerror or exc}") from None
 
 
 COLUMNS = ("artifact", "device", "runtime", "threads", "mode", "p50 ms", "p90 ms", "M instr", "spread %", "runs",

@@ -45,6 +45,7 @@ def make_target(profile, *, check_available: bool = True) -> Target:
     if check_available:
         ok, why = target.available()
         if not ok:
+            target.cleanup()
             raise TargetUnavailable(f"device {profile.name} ({profile.kind}) is not available here: {why}")
     return target
 
