@@ -55,6 +55,8 @@ def test_interrupted_build_resumes_to_the_same_result(tiny_recipe, tmp_path):
     assert resumed_report["training"]["resumed_from_step"] == 8
     straight, resumed = state(tmp_path / "straight"), state(tmp_path / "resumed")
     assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    # byte-identical too: later stages are keyed on the file's hash
+    assert (tmp_path / "straight/train/model.pt").read_bytes() == (tmp_path / "resumed/train/model.pt").read_bytes()
     assert resumed_report["accuracy"][0]["top1"] == report["accuracy"][0]["top1"]
     assert not (tmp_path / "resumed/train/checkpoint.pt").exists()
 
