@@ -29,10 +29,13 @@ def default_out_dir(recipe: Recipe) -> Path:
 
 
 def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (), until: str | None = None,
-          on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print) -> tuple[dict, list[StageRecord]]:
-    """Run the build of ``recipe`` into ``out_dir`` (default ``builds/<recipe name>``), up to and including
-    stage ``until`` (default: all), write report.html beside report.json, then enforce
-    ``export.require_int8_kernels``."""
+          on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
+          command: str = "edgekit build") -> tuple[dict, list[StageRecord]]:
+    """Run the build of ``recipe`` into ``out_dir`` (``--out``; default ``builds/<recipe name>``) under the
+    directory's lock, up to and including stage ``until`` (default: all), write report.html beside
+    report.json, then enforce ``export.require_int8_kernels``."""
+    from edgekit.artifacts import make_output_dir
+    from edgekit.lock import build_lock
     from edgekit.quantize import check_backend_formats
     from edgekit.report import write_html
     from edgekit.runtimes import require_int8
@@ -40,18 +43,22 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
 
     check_backend_formats(recipe.quantize.backend, recipe.export.formats)
     selected = select_stages(build_stages(), until, force)
-    context = BuildContext(recipe, Path(out_dir or default_out_dir(recipe)), on_step=on_step)
-    context.out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir is None:
+        out_dir = make_output_dir(default_out_dir(recipe), "build directory")
+    else:
+        out_dir = make_output_dir(out_dir, "--out")
+    context = BuildContext(recipe, out_dir, on_step=on_step)
     base_report = {"model": model_summary(recipe), "environment": environment()}
     planned = [stage.name for stage in selected]
 
     def write_progress(fragments: list[dict], records: list[StageRecord]) -> None:
         write_report(context, [base_report, *fragments], records, planned)
 
-    write_progress([], [])  # a build killed before its first stage ends leaves a report marked incomplete
-    _fragments, records = run_stages(selected, context, force=force, on_progress=write_progress, log=log)
-    report = read_report(context.out_dir)
-    write_html(report, context.out_dir / "report.html")
+    with build_lock(out_dir, command=command):
+        write_progress([], [])  # a build killed before its first stage ends leaves a report marked incomplete
+        _fragments, records = run_stages(selected, context, force=force, on_progress=write_progress, log=log)
+        report = read_report(out_dir)
+        write_html(report, out_dir / "report.html")
     if recipe.export.require_int8_kernels:
         require_int8(report.get("int8_kernels", []))
     return report, records

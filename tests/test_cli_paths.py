@@ -23,11 +23,11 @@ def recipe(tmp_path) -> Path:
 
 @pytest.fixture
 def no_build(monkeypatch):
-    """Fail the test if a build starts: every check here must come before it."""
-    def build(*args, **kwargs):
+    """Fail the test if a stage starts: every check here must come before the first one."""
+    def run_stages(*args, **kwargs):
         pytest.fail("the build started")
 
-    monkeypatch.setattr(edgekit.pipeline, "build", build)
+    monkeypatch.setattr(edgekit.pipeline, "run_stages", run_stages)
 
 
 def _refused(capsys, argv) -> str:
@@ -104,11 +104,11 @@ def test_the_default_build_directory_is_builds_slash_the_recipe_name(tmp_path, r
     monkeypatch.chdir(tmp_path)
     seen = {}
 
-    def build(recipe, out_dir, **options):
-        seen["out_dir"] = out_dir
+    def run_stages(stages, context, **options):
+        seen["out_dir"] = context.out_dir
         raise UserInputError("stop here")
 
-    monkeypatch.setattr(edgekit.pipeline, "build", build)
+    monkeypatch.setattr(edgekit.pipeline, "run_stages", run_stages)
     assert main(["build", str(recipe)]) == 2
     assert seen["out_dir"] == Path("builds") / "tiny"
     assert (tmp_path / "builds" / "tiny").is_dir()
