@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
     from edgekit.gate.cli import add_parser as add_gate_parser
     from edgekit.profile.cli import add_parser as add_profile_parser
-    from edgekit.targets.devices_cli import add_parser as add_devices_parser
+    from edgekit.profile.devices_cli import add_parser as add_devices_parser
 
     add_profile_parser(commands)
     add_devices_parser(commands)

@@ -1,124 +1,60 @@
 """Device profiles (``devices/*.yaml``): where and how to profile, validated like recipes.
 
-A profile names a target kind (this machine, a board over ssh, an emulated ARM core, a phone over adb,
-Qualcomm's HTP simulator), the runtimes and delegates to measure, the thread counts, the measurement
-protocol, and one section with the settings of its kind. Errors are one line: ``file:line: key: problem``.
+A profile names a target kind, the runtimes and delegates to measure, the thread counts, the measurement
+protocol, and one section with the settings of its kind. Everything kind-specific (the kinds, their
+settings sections, what each can run, its architectures and thread limit) comes from the target
+registry (``edgekit.targets``): the schema is built from it. Errors are one line: ``file:line: key: problem``.
 """
 
 from __future__ import annotations
 
-import platform
+import math
+import typing
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, create_model, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edgekit.recipe.load import read_yaml, validate_against
-from edgekit.targets.base import DeviceProfileError
+from edgekit.targets import registry_version, settings_key, target_classes
+from edgekit.targets.base import ARCHES, DeviceProfileError, Target
+from edgekit.targets.local import platform_arch as machine_arch
 
-Kind = Literal["local", "ssh", "emulated-arm64", "adb", "qnn-htp"]
-Runtime = Literal["onnxruntime", "litert"]
-LitertDelegate = Literal["xnnpack", "gpu", "nnapi", "hexagon", "none"]
-OnnxProvider = Literal["cpu", "qnn-htp"]
+#: absolute bounds: larger values are typos that would run for days (or crash qemu)
+MAX_RUNS = 10_000_000
+MAX_ROUNDS = 100
+MAX_SECONDS = 86_400.0
 
-#: What each kind of target can run: runtime -> delegates / execution providers (capabilities as data).
-KIND_CAPABILITIES: dict[str, dict[str, tuple[str, ...]]] = {
-    "local": {"onnxruntime": ("cpu",), "litert": ("xnnpack", "none")},
-    "ssh": {"onnxruntime": ("cpu",), "litert": ("xnnpack", "none")},
-    "emulated-arm64": {"onnxruntime": ("cpu",), "litert": ("xnnpack", "none")},
-    "adb": {"litert": ("xnnpack", "gpu", "nnapi", "hexagon", "none")},
-    "qnn-htp": {"onnxruntime": ("qnn-htp", "cpu")},
-}
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+#: a float that is finite (NaN and infinity read "must be a finite number"), not a boolean
+FiniteFloat = Annotated[float, Field(strict=True), BeforeValidator(_finite)]
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class Delegates(Section):
-    onnxruntime: list[OnnxProvider] = Field(["cpu"], min_length=1, description="onnxruntime execution providers to measure, each separately.")
-    litert: list[LitertDelegate] = Field(["xnnpack"], min_length=1, description="LiteRT delegates to measure, each separately (`none`: the built-in kernels without XNNPACK).")
-
-
 class Protocol(Section):
-    warmup_runs: int = Field(10, ge=0, description="Untimed inferences before each round.")
-    min_runs: int = Field(1024, ge=1, description="Timed inferences per round, at least (MLPerf Mobile: 1024 queries in total).")
-    min_seconds: float = Field(20.0, ge=0, description="Seconds per round, at least; 3 rounds of 20 s meet MLPerf Mobile's 60 s.")
-    max_runs: Optional[int] = Field(None, ge=1, description="Stop a round after this many inferences even before `min_seconds`.")
-    rounds: int = Field(3, ge=1, description="Interleaved rounds (float, int8, float, int8, ...); the reported p50 is the median of the rounds' p50s.")
-    timeout_seconds: float = Field(600.0, gt=0, description="Limit for one run of the profiling script on the target.")
+    warmup_runs: StrictInt = Field(10, ge=0, le=MAX_RUNS, description="Untimed inferences before each round.")
+    min_runs: StrictInt = Field(1024, ge=1, le=MAX_RUNS, description="Timed inferences per round, at least (MLPerf Mobile: 1024 queries in total).")
+    min_seconds: FiniteFloat = Field(20.0, ge=0, le=MAX_SECONDS, description="Seconds per round, at least; 3 rounds of 20 s meet MLPerf Mobile's 60 s.")
+    max_runs: Optional[int] = Field(None, strict=True, ge=1, le=MAX_RUNS, description="Stop a round after this many inferences even before `min_seconds`.")
+    rounds: StrictInt = Field(3, ge=1, le=MAX_ROUNDS, description="Interleaved rounds (float, int8, float, int8, ...); the reported p50 is the median of the rounds' p50s.")
+    timeout_seconds: FiniteFloat = Field(600.0, gt=0, le=MAX_SECONDS, description="Limit for one run of the profiling script on the target.")
 
 
-class SshSettings(Section):
-    host: str = Field(..., description="Host name or address of the board.")
-    user: Optional[str] = Field(None, description="Login user (default: ssh's own default).")
-    port: int = Field(22, ge=1, le=65535, description="ssh port.")
-    identity_file: Optional[str] = Field(None, description="Private key file (`ssh -i`); `~` is expanded.")
-    known_hosts: Optional[str] = Field(None, description="known_hosts file to use instead of `~/.ssh/known_hosts`.")
-    host_key_checking: Literal["accept-new", "yes"] = Field("accept-new", description="`accept-new`: trust a host key on first use; `yes`: the key must already be in known_hosts.")
-    connect_timeout_seconds: int = Field(10, ge=1, description="Give up connecting after this many seconds.")
-    python: str = Field("python3", min_length=1, description="Python interpreter on the board (with onnxruntime / ai-edge-litert installed).")
-    workdir: str = Field("/tmp", min_length=1, description="Directory on the board in which a temporary work directory is made.")
-
-    @field_validator("host", "user")
-    @classmethod
-    def _plain_word(cls, value: Optional[str]) -> Optional[str]:
-        # ssh would read a leading '-' as an option; '@' and spaces would change the login
-        if value is not None and (not value or value.startswith("-") or any(c.isspace() or c == "@" for c in value)):
-            raise ValueError("must be a plain name: no spaces or '@', not starting with '-'")
-        return value
-
-
-class EmulatedArm64Settings(Section):
-    qemu_cpu: Literal["cortex-a72", "cortex-a76", "neoverse-n1"] = Field(..., description="CPU model qemu emulates (`-cpu`); never `max` (see docs/devices.md).")
-    sysroot: str = Field("~/.cache/edgekit/sysroot-arm64", description="aarch64 sysroot with Python and the runtimes (made by `edgekit devices setup`).")
-
-
-class AdbSettings(Section):
-    serial: Optional[str] = Field(None, description="Device serial (`adb -s`); default: the only attached device.")
-    benchmark_model: str = Field(..., min_length=1, description="Path on this machine of TFLite's Android `benchmark_model` binary.")
-    device_dir: str = Field("/data/local/tmp/edgekit", min_length=1, description="Work directory on the phone.")
-
-
-class QnnHtpSettings(Section):
-    htp_arch: int = Field(75, ge=68, description="Hexagon HTP architecture version (e.g. 75 for Snapdragon 8 Gen 3).")
-    soc_model: int = Field(57, ge=0, description="QNN SoC model id (e.g. 57 for Snapdragon 8 Gen 3).")
-    backend_path: Optional[str] = Field(None, description="libQnnHtp.so to use (default: the one shipped in onnxruntime-qnn).")
-
-
-#: kind -> the key of its section in the profile (None: the kind needs no section)
-KIND_SECTIONS: dict[str, Optional[str]] = {
-    "local": None, "ssh": "ssh", "emulated-arm64": "emulated_arm64", "adb": "adb", "qnn-htp": "qnn_htp",
-}
-
-
-class DeviceProfile(Section):
-    name: str = Field(..., min_length=1, description="Device name used in reports.")
-    description: str = Field("", description="One sentence: what this device is and what its numbers mean.")
-    kind: Kind = Field(..., description="Target kind: how edgekit reaches the device.")
-    arch: Literal["auto", "x86_64", "aarch64", "armv7"] = Field(..., description="CPU architecture the profiling script runs on; `auto` (kind `local` only): this machine's.")
-    cpu: Optional[str] = Field(None, description="CPU model, e.g. `Cortex-A72` (default: what the device reports).")
-    runtimes: list[Runtime] = Field(["onnxruntime", "litert"], min_length=1, description="Runtimes to measure; artifacts of other runtimes are skipped on this device.")
-    delegates: Delegates = Field(default_factory=Delegates, description="Delegates / execution providers per runtime.")
-    threads: list[int] = Field([1], min_length=1, description="Thread counts to measure, each separately.")
-    protocol: Protocol = Field(default_factory=Protocol, description="How many runs make a measurement.")
-    # The kind sections are annotated with their class (not Optional[...]) so that error hints and the
-    # generated docs can walk into them; None means "absent" and is never validated.
-    ssh: SshSettings = Field(None, description="Settings of kind `ssh`.")
-    emulated_arm64: EmulatedArm64Settings = Field(None, description="Settings of kind `emulated-arm64`.")
-    adb: AdbSettings = Field(None, description="Settings of kind `adb`.")
-    qnn_htp: QnnHtpSettings = Field(None, description="Settings of kind `qnn-htp`.")
-
-    @field_validator("threads")
-    @classmethod
-    def _threads_positive(cls, threads: list[int]) -> list[int]:
-        if any(count < 1 for count in threads):
-            raise ValueError("thread counts must be 1 or more")
-        return threads
+class ProfileBase(Section):
+    """A device profile; ``device_profile_model()`` makes the class with the fields of the registered kinds."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DeviceProfile":
+    def _consistent(self) -> "ProfileBase":
         problem = _first_problem(self)
         if problem:
             loc, message, got = problem
@@ -127,57 +63,111 @@ class DeviceProfile(Section):
         return self
 
     @property
+    def target_class(self) -> type[Target]:
+        return target_classes()[self.kind]
+
+    @property
     def section(self) -> Optional[BaseModel]:
-        """The settings section of this profile's kind (None for ``local``)."""
-        key = KIND_SECTIONS[self.kind]
-        return getattr(self, key) if key else None
+        """The settings section of this profile's kind (None for a kind without settings)."""
+        return getattr(self, settings_key(self.kind)) if self.target_class.settings_model else None
 
     @property
     def resolved_arch(self) -> str:
         return machine_arch() if self.arch == "auto" else self.arch
 
 
-def machine_arch() -> str:
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64", "armv7l": "armv7"}.get(machine, machine)
+_MODEL_CACHE: dict[tuple, type[ProfileBase]] = {}
 
 
-def load_device_profile(path: str | Path) -> DeviceProfile:
+def device_profile_model() -> type[ProfileBase]:
+    """The DeviceProfile class for the targets registered now (rebuilt when the registry changes)."""
+    version = registry_version()
+    if version not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[version] = _build_model(target_classes())
+    return _MODEL_CACHE[version]
+
+
+def _build_model(classes: dict[str, type[Target]]) -> type[ProfileBase]:
+    offered: dict[str, list[str]] = {}
+    for cls in classes.values():
+        for runtime, delegates in cls.capabilities.runtimes.items():
+            offered.setdefault(runtime, [])
+            offered[runtime] += [delegate for delegate in delegates if delegate not in offered[runtime]]
+    delegate_fields = {runtime: (list[Literal[tuple(delegates)]], Field([delegates[0]], min_length=1, description=f"{runtime} delegates / execution providers to measure, each separately."))
+                       for runtime, delegates in offered.items()}
+    delegates_model = create_model("Delegates", __base__=Section, **delegate_fields)
+    # The kind sections are annotated with their class (not Optional[...]) so that error hints and the
+    # generated docs can walk into them; None means "absent" and is never validated.
+    sections = {settings_key(kind): (cls.settings_model, Field(None, description=f"Settings of kind `{kind}`."))
+                for kind, cls in classes.items() if cls.settings_model}
+    return create_model(
+        "DeviceProfile", __base__=ProfileBase,
+        name=(str, Field(..., min_length=1, description="Device name used in reports.")),
+        description=(str, Field("", description="One sentence: what this device is and what its numbers mean.")),
+        kind=(Literal[tuple(classes)], Field(..., description="Target kind: how edgekit reaches the device.")),
+        arch=(Literal[ARCHES], Field(..., description="CPU architecture the profiling script runs on; `auto` (kinds that run on this machine): this machine's.")),
+        cpu=(Optional[str], Field(None, description="CPU model, e.g. `Cortex-A72` (default: what the device reports).")),
+        runtimes=(list[Literal[tuple(offered)]], Field(list(offered), min_length=1, description="Runtimes to measure; artifacts of other runtimes are skipped on this device.")),
+        delegates=(delegates_model, Field(default_factory=delegates_model, description="Delegates / execution providers per runtime.")),
+        threads=(list[StrictInt], Field([1], min_length=1, description="Thread counts to measure, each separately: 1 up to what the device can use (see the table above).")),
+        protocol=(Protocol, Field(default_factory=Protocol, description="How many runs make a measurement.")),
+        **sections,
+    )
+
+
+DeviceProfile = device_profile_model()
+
+
+def load_device_profile(path: str | Path) -> ProfileBase:
     """Read and validate a device profile; any problem is a one-line DeviceProfileError (exit code 2)."""
     path = Path(path)
     data, lines = read_yaml(path, "device profile", DeviceProfileError)
-    return validate_against(DeviceProfile, data, source=str(path), lines=lines, error=DeviceProfileError)
+    return validate_against(device_profile_model(), data, source=str(path), lines=lines, error=DeviceProfileError)
 
 
-def _first_problem(profile: DeviceProfile) -> Optional[tuple[tuple, str, object]]:
+def check_thread_counts(profile: ProfileBase, counts: list[int], *, what: str = "threads") -> None:
+    """DeviceProfileError unless every count is a plain int from 1 to what ``profile``'s device can use."""
+    for index, count in enumerate(counts):
+        problem = _thread_problem(profile, count)
+        if problem:
+            raise DeviceProfileError(f"{what}: {problem} (got {count!r})")
+
+
+def _first_problem(profile: ProfileBase) -> Optional[tuple[tuple, str, object]]:
     """(location, message, offending value) of the first cross-field problem, or None."""
-    for check in (_section_problem, _arch_problem, _capability_problem):
+    for check in (_section_problem, _arch_problem, _capability_problem, _threads_problem):
         problem = check(profile)
         if problem:
             return problem
     return None
 
 
-def _section_problem(profile: DeviceProfile):
-    wanted = KIND_SECTIONS[profile.kind]
+def _section_problem(profile: ProfileBase):
+    own = profile.target_class.settings_model
+    wanted = settings_key(profile.kind) if own else None
     if wanted and getattr(profile, wanted) is None:
         return ("kind",), f"kind {profile.kind} needs its section '{wanted}:' (see docs/devices.md)", {}
-    for kind, key in KIND_SECTIONS.items():
-        if key and key != wanted and getattr(profile, key) is not None:
+    for kind, cls in target_classes().items():
+        key = settings_key(kind)
+        if cls.settings_model and key != wanted and getattr(profile, key, None) is not None:
             return (key,), f"section '{key}' belongs to kind {kind}, but this profile's kind is {profile.kind}", {}
     return None
 
 
-def _arch_problem(profile: DeviceProfile):
-    if profile.arch == "auto" and profile.kind != "local":
-        return ("arch",), f"arch auto is only allowed for kind local (say which arch the {profile.kind} device has)", "auto"
-    if profile.kind == "emulated-arm64" and profile.arch != "aarch64":
-        return ("arch",), "kind emulated-arm64 runs aarch64 code", profile.arch
+def _arch_problem(profile: ProfileBase):
+    arches = profile.target_class.capabilities.arches
+    if profile.arch not in arches:
+        if profile.arch == "auto":
+            kinds = [kind for kind, cls in target_classes().items() if "auto" in cls.capabilities.arches]
+            return ("arch",), (f"arch auto is only allowed for kind {', '.join(kinds)} "
+                               f"(say which arch the {profile.kind} device has)"), "auto"
+        return ("arch",), f"kind {profile.kind} runs {' or '.join(arches)} code", profile.arch
     return None
 
 
-def _capability_problem(profile: DeviceProfile):
-    supported = KIND_CAPABILITIES[profile.kind]
+def _capability_problem(profile: ProfileBase):
+    supported = profile.target_class.capabilities.runtimes
     for index, runtime in enumerate(profile.runtimes):
         if runtime not in supported:
             return ("runtimes", index), f"kind {profile.kind} runs only {', '.join(supported)}", runtime
@@ -189,21 +179,60 @@ def _capability_problem(profile: DeviceProfile):
     return None
 
 
+def _threads_problem(profile: ProfileBase):
+    for index, count in enumerate(profile.threads):
+        problem = _thread_problem(profile, count)
+        if problem:
+            return ("threads", index), problem, count
+    return None
+
+
+def _thread_problem(profile: ProfileBase, count) -> Optional[str]:
+    limit, why = profile.target_class.capabilities.thread_limit()
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= limit:
+        return f"thread counts must be 1 to {limit} on kind {profile.kind}" + (f" ({why})" if why else "")
+    return None
+
+
 def device_schema_markdown() -> str:
     """The profile schema as a Markdown table, straight from the classes (docs/devices.md embeds it)."""
     from edgekit.recipe.docs import _default, _type_name
 
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for name, field in DeviceProfile.model_fields.items():
+    for name, field in device_profile_model().model_fields.items():
         section = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
         if section is None:
-            rows.append(_schema_row(name, field, _type_name, _default))
+            rows.append(_schema_row(name, field, lambda annotation: _type_name(_plain(annotation)), _default))
             continue
         if field.default is None:
             rows.append(f"| `{name}` | section | absent | {field.description} Required with that kind, refused with others. |")
         for key, inner in section.model_fields.items():
             rows.append(_schema_row(f"{name}.{key}", inner, _type_name, _default))
     return "\n".join(rows)
+
+
+def capabilities_markdown() -> str:
+    """What each kind can run and measure, as a Markdown table from the targets' capabilities."""
+    classes = target_classes()
+    runtimes = sorted({runtime for cls in classes.values() for runtime in cls.capabilities.runtimes})
+    rows = ["| kind | measures | " + " | ".join(runtimes) + " | arch | threads |",
+            "| --- | --- | " + " | ".join("---" for _ in runtimes) + " | --- | --- |"]
+    for kind, cls in classes.items():
+        capabilities = cls.capabilities
+        offered = [", ".join(capabilities.runtimes.get(runtime, ())) or "-" for runtime in runtimes]
+        threads = f"1 to {capabilities.max_threads}" if capabilities.max_threads else "1 to this machine's cores"
+        rows.append(f"| {kind} | {capabilities.measures} | " + " | ".join(offered)
+                    + f" | {', '.join(capabilities.arches)} | {threads} |")
+    return "\n".join(rows)
+
+
+def _plain(annotation):
+    """``list[Annotated[int, Strict()]]`` -> ``list[int]``: constraints are not part of the type shown."""
+    if typing.get_origin(annotation) is Annotated:
+        return _plain(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is list:
+        return list[_plain(typing.get_args(annotation)[0])]
+    return annotation
 
 
 def _schema_row(key_path: str, field, type_name, default) -> str:

@@ -5,6 +5,11 @@
         [--min-runs N] [--min-seconds T] [--max-runs N] [--inputs FILE.npz] [--per-node]
         [--provider cpu|qnn-htp] [--qnn-backend PATH] [--delegate auto|xnnpack|none]
         [--save-outputs FILE.npy] [--markers]
+    python ondevice.py --self-check onnxruntime,litert
+
+``--self-check RUNTIMES`` imports numpy and each listed runtime and prints one JSON line
+``{"python": ..., "found": {module: version}, "missing": ["numpy (No module named 'numpy')", ...]}``;
+the exit status is 0 only when nothing is missing (``edgekit devices check`` runs it on the device).
 
 Needs Python 3, numpy and a runtime: onnxruntime for .onnx, ai-edge-litert (or the older tflite-runtime)
 for .tflite; nothing from edgekit. The last line of stdout is one JSON object (see edgekit's
@@ -22,17 +27,23 @@ inference to the file named by $EDGEKIT_INSN_FILE; the JSON then reports their m
 """
 
 import argparse
+import contextlib
 import ctypes
+import importlib
 import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
 import time
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # --self-check reports it; a profiling run stops with one line
+    np = None
 
 MARKER_SYSCALL = 0xED6E  # far above every Linux syscall number on any architecture
 MARKER_BEGIN, MARKER_END = 0x45444731, 0x45444730
@@ -85,7 +96,7 @@ class LiteRTModel:
 
 
 class OrtModel:
-    def __init__(self, path, threads, provider, qnn_backend, per_node):
+    def __init__(self, path, threads, provider, qnn_backend, per_node, scratch=None):
         import onnxruntime as ort
         self.runtime, self.runtime_version = "onnxruntime", ort.__version__
         options = ort.SessionOptions()
@@ -94,7 +105,7 @@ class OrtModel:
         options.log_severity_level = 4  # errors reach the caller as the one-line message, not as log lines
         if per_node:
             options.enable_profiling = True
-            options.profile_file_prefix = os.path.join(tempfile.mkdtemp(prefix="ondevice-"), "ort")
+            options.profile_file_prefix = os.path.join(scratch, "ort")
         providers = ["CPUExecutionProvider"]
         if provider == "qnn-htp":
             providers = None
@@ -281,6 +292,19 @@ def _one_line(exc):
     return " ".join(str(exc).split())[:400] or type(exc).__name__
 
 
+@contextlib.contextmanager
+def scratch_directory(needed):
+    """A temporary directory (for onnxruntime's profile file) removed at the end, also after a failure."""
+    if not needed:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="ondevice-")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def peak_rss_mb():
     # ru_maxrss is KiB on Linux (bytes on macOS)
     scale = 1024 * 1024 if sys.platform == "darwin" else 1024
@@ -296,7 +320,7 @@ def load_model(args):
     try:
         if runtime == "litert":
             return LiteRTModel(args.model, args.threads, args.delegate)
-        return OrtModel(args.model, args.threads, args.provider, args.qnn_backend, args.per_node)
+        return OrtModel(args.model, args.threads, args.provider, args.qnn_backend, args.per_node, args.scratch)
     except ImportError as exc:
         raise Failure(f"runtime {runtime} is not installed here ({exc.name})") from None
 
@@ -332,9 +356,34 @@ def profile(args):
     }
 
 
+#: runtime -> the modules that provide it (any one is enough)
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")}
+
+
+def self_check(runtimes):
+    """Import numpy and each runtime; {"python", "found": {module: version}, "missing": [why, ...]}."""
+    found, missing = {}, []
+    for name in ["numpy", *(runtime for runtime in runtimes if runtime)]:
+        modules = RUNTIME_MODULES.get(name, (name,))
+        errors = []
+        for module in modules:
+            try:
+                imported = importlib.import_module(module)
+            except Exception as exc:  # an ImportError, or a broken wheel failing in its own import
+                errors.append(f"{module} ({_one_line(exc)})")
+                continue
+            found[module] = getattr(imported, "__version__", None) or _version(module.split(".")[0].replace("_", "-"))
+            break
+        else:
+            missing.append(" or ".join(errors))
+    return {"python": platform.python_version(), "machine": platform.machine(), "found": found, "missing": missing}
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Profile one model with the runtime on this device.")
-    parser.add_argument("model")
+    parser.add_argument("model", nargs="?")
+    parser.add_argument("--self-check", metavar="RUNTIMES",
+                        help="comma-separated runtimes: import numpy and them, print what is missing, run nothing")
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "litert"], default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
@@ -349,6 +398,8 @@ def parse_args(argv):
     parser.add_argument("--delegate", choices=["auto", "xnnpack", "none"], default="auto", help="LiteRT delegate")
     parser.add_argument("--markers", action="store_true", help="marker syscalls for edgekit's qemu plugin")
     args = parser.parse_args(argv)
+    if args.self_check is None and args.model is None:
+        parser.error("MODEL is required (or --self-check RUNTIMES)")
     if args.threads < 1 or args.min_runs < 1 or args.max_runs < 1 or args.warmup < 0 or args.min_seconds < 0:
         parser.error("--threads, --min-runs, --max-runs must be >= 1; --warmup, --min-seconds >= 0")
     args.max_runs = max(args.max_runs, 1)
@@ -358,8 +409,18 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.self_check is not None:
+        report = self_check(args.self_check.split(","))
+        print(json.dumps(report))
+        if report["missing"]:
+            print(f"ondevice: missing: {'; '.join(report['missing'])}", file=sys.stderr)
+        return 1 if report["missing"] else 0
+    if np is None:
+        print("ondevice: numpy is not installed (run --self-check to see what else is missing)", file=sys.stderr)
+        return 1
     try:
-        result = profile(args)
+        with scratch_directory(args.per_node) as args.scratch:
+            result = profile(args)
     except Failure as exc:
         print(f"ondevice: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,10 @@
-"""Targets: where the on-device profiling script runs. A registry of kind -> class, imported lazily.
+"""Targets: where the on-device profiling script runs. A registry of kind -> class.
 
-Each class takes the device profile in its constructor (``Cls(profile)``); its module is imported only
-when a profile of that kind is used, so a missing SDK of one kind never breaks the others.
+Each class takes the device profile in its constructor (``Cls(profile)``) and declares its settings
+model and its capabilities; the device-profile schema (edgekit.profile.devices) is built from this
+registry. Target modules import their SDKs only inside methods, so that importing every registered
+class (to build the schema) never needs an SDK; a module that is missing reads as TargetUnavailable.
+A new target is one module plus one ``register_target`` line below.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import importlib
 
 from edgekit.errors import suggest
-from edgekit.targets.base import CommandResult, DeviceProfileError, Target, TargetError, TargetUnavailable
+from edgekit.targets.base import (
+    Capabilities, CommandResult, DeviceProfileError, Target, TargetError, TargetSettings, TargetUnavailable,
+)
 
 #: kind -> "module:Class"
 _TARGETS: dict[str, str] = {}
@@ -39,6 +44,21 @@ def target_class(kind: str) -> type[Target]:
     return getattr(module, class_name)
 
 
+def target_classes() -> dict[str, type[Target]]:
+    """Every registered kind with its class, in registration order (imports each target module)."""
+    return {kind: target_class(kind) for kind in _TARGETS}
+
+
+def settings_key(kind: str) -> str:
+    """The key of a kind's settings section in a device profile: ``emulated-arm64`` -> ``emulated_arm64``."""
+    return kind.replace("-", "_")
+
+
+def registry_version() -> tuple:
+    """Changes whenever a target is registered or replaced (the profile schema is rebuilt then)."""
+    return tuple(sorted(_TARGETS.items()))
+
+
 def make_target(profile, *, check_available: bool = True) -> Target:
     """Build the target a device profile describes; TargetUnavailable (with why) when it cannot work here."""
     target = target_class(profile.kind)(profile)
@@ -57,6 +77,6 @@ register_target("adb", "edgekit.targets.adb:AdbTarget")
 register_target("qnn-htp", "edgekit.targets.qnn:QnnHtpTarget")
 
 __all__ = [
-    "CommandResult", "Target", "TargetError", "TargetUnavailable", "make_target", "list_targets",
-    "register_target", "target_class",
+    "Capabilities", "CommandResult", "Target", "TargetError", "TargetSettings", "TargetUnavailable", "make_target",
+    "list_targets", "register_target", "registry_version", "settings_key", "target_class", "target_classes",
 ]

@@ -6,7 +6,12 @@ script's JSON built from benchmark_model's output. Every adb call is a list argv
 
 Untested on a phone here: the parser is tested on hand-written outputs in benchmark_model's documented
 format (tests/targets/fixtures/). Limits of benchmark_model: random inputs (no accuracy), no maximum run
-count (``--max-runs`` is ignored), no p90/p99; p50 is its ``median`` where it prints one, else the mean.
+count (``--max-runs`` is ignored), no p90/p99; p50 is its ``median`` where it prints one, else the mean
+(then ``latency_statistic`` says "mean"). Its peak memory footprint is reported where it prints one, else
+its memory-footprint delta (then ``memory_statistic`` says "footprint delta": no peak RSS).
+
+Each session works in a fresh directory made with ``mktemp -d`` under ``adb.device_dir`` and removes only
+that directory at the end.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Optional
 
-from edgekit.targets.base import CommandResult, Target, TargetError, TargetUnavailable
+from pydantic import Field, field_validator
+
+from edgekit.targets.base import Capabilities, CommandResult, Target, TargetError, TargetSettings, TargetUnavailable
 from edgekit.targets.local import run_process
 
 ADB_TIMEOUT = 120.0
@@ -32,6 +40,22 @@ DELEGATE_FLAGS = {
     "hexagon": (["--use_hexagon=true"], "Hexagon"),
 }
 INSTALL_ADB = "install Android platform-tools (`sudo apt-get install adb`) and put adb on PATH"
+#: phones have at most a dozen cores; more threads than this is a typo
+MAX_PHONE_THREADS = 64
+RUN_DIR_PREFIX = "run."
+
+
+class AdbSettings(TargetSettings):
+    serial: Optional[str] = Field(None, description="Device serial (`adb -s`); default: the only attached device.")
+    benchmark_model: str = Field(..., min_length=1, description="Path on this machine of TFLite's Android `benchmark_model` binary.")
+    device_dir: str = Field("/data/local/tmp/edgekit", min_length=1, description="Directory on the phone in which each session makes (and then removes) its own work directory.")
+
+    @field_validator("device_dir")
+    @classmethod
+    def _absolute(cls, device_dir: str) -> str:
+        if not device_dir.startswith("/") or PurePosixPath(device_dir) == PurePosixPath("/"):
+            raise ValueError("must be an absolute directory on the phone other than /")
+        return device_dir
 
 
 @dataclass
@@ -150,20 +174,26 @@ def ondevice_json(parsed: BenchmarkOutput, *, model: str, delegate: str, threads
     latency = {"p50": median if median is not None else runs.get("avg", parsed.inference_avg_ms), "p90": None,
                "p99": None, "mean": runs.get("avg", parsed.inference_avg_ms), "std": runs.get("std"), "min": runs.get("min")}
     count = int(runs.get("count", 0))
+    has_peak = parsed.peak_memory_mb is not None
     return {
         "model": PurePosixPath(model).name, "runtime": "litert", "runtime_version": "benchmark_model",
         "delegate": DELEGATE_FLAGS[delegate][1], "threads": threads, "latency_ms": latency, "runs": count,
         "seconds": count * (latency["mean"] or 0.0) / 1000.0, "init_ms": parsed.init_ms,
         "first_inference_ms": parsed.first_inference_ms,
-        "peak_rss_mb": parsed.peak_memory_mb if parsed.peak_memory_mb is not None else parsed.memory_overall_mb,
+        "peak_rss_mb": parsed.peak_memory_mb if has_peak else parsed.memory_overall_mb,
         "host": host, "accuracy": None, "outputs_file": None, "per_node": parsed.per_node or None,
         "instructions_per_inference": None,
+        "latency_statistic": "median" if median is not None else "mean",
+        "memory_statistic": "peak footprint" if has_peak else "footprint delta",
         **({} if median is not None else {"latency_note": "benchmark_model printed no median: p50 is the mean"}),
     }
 
 
 class AdbTarget(Target):
     kind = "adb"
+    settings_model = AdbSettings
+    capabilities = Capabilities(runtimes={"litert": tuple(DELEGATE_FLAGS)}, max_threads=MAX_PHONE_THREADS)
+    runs_python = False
 
     def __init__(self, profile):
         settings = profile.adb
@@ -172,7 +202,8 @@ class AdbTarget(Target):
         self.benchmark_model = Path(settings.benchmark_model).expanduser()
         self.device_dir = PurePosixPath(settings.device_dir)
         self.python = "python3"  # never run: ondevice.py commands become benchmark_model runs
-        self._prepared = False
+        #: this session's own directory under device_dir (made on first use, the only one cleanup removes)
+        self.run_dir: PurePosixPath | None = None
 
     def adb_argv(self, *args: str) -> list[str]:
         return ["adb", *(["-s", self.serial] if self.serial else []), *args]
@@ -191,8 +222,7 @@ class AdbTarget(Target):
         return True, ""
 
     def put(self, local: Path, remote_name: str) -> str:
-        self._prepare()
-        remote = str(self.device_dir / remote_name)
+        remote = str(self._prepare() / remote_name)
         self._adb("push", str(local), remote)
         return remote
 
@@ -203,31 +233,47 @@ class AdbTarget(Target):
         return self._adb("shell", " ".join(shlex.quote(arg) for arg in argv), timeout=timeout, check=False)
 
     def get(self, remote_name: str, local: Path) -> Path:
-        self._adb("pull", str(self.device_dir / remote_name), str(local))
+        self._adb("pull", str(self._prepare() / remote_name), str(local))
         return Path(local)
 
     def cleanup(self) -> None:
-        if self._prepared:
-            self._adb("shell", f"rm -rf {shlex.quote(str(self.device_dir))}", check=False)
+        """Remove this session's directory (never ``device_dir`` itself); best effort."""
+        if self.run_dir is None:
+            return
+        run_dir, self.run_dir = self.run_dir, None
+        try:
+            self._adb("shell", f"rm -rf -- {shlex.quote(str(run_dir))}", check=False)
+        except TargetError:
+            pass
 
     def describe(self) -> dict:
         return {**super().describe(), "name": self.name, "serial": self.serial, "tool": "benchmark_model"}
 
-    def _prepare(self) -> None:
-        if self._prepared:
-            return
+    def _prepare(self) -> PurePosixPath:
+        """This session's work directory on the phone, with benchmark_model in it (made on first use)."""
+        if self.run_dir is not None:
+            return self.run_dir
         ok, why = self.available()
         if not ok:
             raise TargetUnavailable(f"{self.name}: {why}")
-        self._adb("shell", f"mkdir -p {shlex.quote(str(self.device_dir))}")
-        binary = str(self.device_dir / BENCHMARK_NAME)
+        self.run_dir = self._make_run_dir()
+        binary = str(self.run_dir / BENCHMARK_NAME)
         self._adb("push", str(self.benchmark_model), binary)
         self._adb("shell", f"chmod +x {shlex.quote(binary)}")
-        self._prepared = True
+        return self.run_dir
+
+    def _make_run_dir(self) -> PurePosixPath:
+        parent = shlex.quote(str(self.device_dir))
+        template = shlex.quote(f"{self.device_dir}/{RUN_DIR_PREFIX}XXXXXXXX")
+        made = self._adb("shell", f"mkdir -p {parent} && mktemp -d {template}").stdout.strip()
+        run_dir = PurePosixPath(made)
+        if run_dir.parent != self.device_dir or not run_dir.name.startswith(RUN_DIR_PREFIX):
+            raise TargetError(f"{self.name}: mktemp -d under {self.device_dir} on the phone gave '{made[:200]}'")
+        return run_dir
 
     def _benchmark(self, args: list[str], timeout: float) -> CommandResult:
         model, options = args[0], _script_options(args[1:])
-        argv = benchmark_argv(str(self.device_dir / BENCHMARK_NAME), model, threads=options["threads"],
+        argv = benchmark_argv(str(self._prepare() / BENCHMARK_NAME), model, threads=options["threads"],
                               delegate=options["delegate"], warmup=options["warmup"], min_runs=options["min_runs"],
                               min_seconds=options["min_seconds"])
         result = self._adb("shell", " ".join(shlex.quote(arg) for arg in argv), timeout=timeout, check=False)

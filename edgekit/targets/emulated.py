@@ -13,9 +13,12 @@ from __future__ import annotations
 import shutil
 import statistics
 from pathlib import Path
+from typing import Literal
 
-from edgekit.targets.base import CommandResult
-from edgekit.targets.local import LocalTarget, run_process
+from pydantic import Field
+
+from edgekit.targets.base import Capabilities, CommandResult, TargetSettings
+from edgekit.targets.local import CPU_RUNTIMES, LocalTarget, run_process
 from edgekit.targets.sysroot import SETUP_HINT, sysroot_paths, sysroot_ready
 
 QEMU = "qemu-aarch64"  # the dynamic build (Debian's qemu-user): the static one cannot load plugins
@@ -23,13 +26,24 @@ PYTHON_NAMES = {"python", "python3", "python3.11"}
 ONDEVICE_SCRIPT = "ondevice.py"
 INSN_FILE_ENV = "EDGEKIT_INSN_FILE"  # also in ondevice.py
 GUEST_PATH = ("usr/local/bin", "usr/bin", "usr/sbin")
+#: qemu-user runs each guest thread as a host thread; thousands of them crash it
+MAX_GUEST_THREADS = 64
+
+
+class EmulatedArm64Settings(TargetSettings):
+    qemu_cpu: Literal["cortex-a72", "cortex-a76", "neoverse-n1"] = Field(..., description="CPU model qemu emulates (`-cpu`); never `max` (see docs/devices.md).")
+    sysroot: str = Field("~/.cache/edgekit/sysroot-arm64", description="aarch64 sysroot with Python and the runtimes (made by `edgekit devices setup`).")
+
+
 
 
 class EmulatedArm64Target(LocalTarget):
     """Runs in a temporary directory on this machine, every command under qemu-aarch64."""
 
     kind = "emulated-arm64"
-    emulated = True
+    settings_model = EmulatedArm64Settings
+    capabilities = Capabilities(runtimes=CPU_RUNTIMES, measures="emulated", arches=("aarch64",),
+                                max_threads=MAX_GUEST_THREADS)
 
     def __init__(self, profile):
         super().__init__(profile)

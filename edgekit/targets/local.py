@@ -15,7 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from edgekit.targets.base import CommandResult, Target, TargetError
+from edgekit.targets.base import ARCHES, Capabilities, CommandResult, Target, TargetError
+
+#: what a CPU target running edgekit's on-device script offers (this machine, an ssh board, qemu)
+CPU_RUNTIMES = {"onnxruntime": ("cpu",), "litert": ("xnnpack", "none")}
 
 #: seconds a timed-out process group gets between SIGTERM and SIGKILL
 KILL_GRACE_SECONDS = 2.0
@@ -50,6 +53,12 @@ def last_line(text: str, limit: int = 300) -> str:
     return lines[-1][:limit] if lines else ""
 
 
+def platform_arch() -> str:
+    """This machine's architecture in device-profile words (x86_64, aarch64, armv7)."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64", "armv7l": "armv7"}.get(machine, machine)
+
+
 def _kill_group(process: subprocess.Popen) -> None:
     for sig, wait in ((signal.SIGTERM, KILL_GRACE_SECONDS), (signal.SIGKILL, None)):
         try:
@@ -67,12 +76,20 @@ class LocalTarget(Target):
     """Runs in a fresh temporary directory on this machine; ``python`` is the interpreter running edgekit."""
 
     kind = "local"
+    capabilities = Capabilities(runtimes=CPU_RUNTIMES, arches=ARCHES, max_threads=None)
 
     def __init__(self, profile=None):
         self.profile = profile
         self.name = profile.name if profile is not None else "host"
         self.python = sys.executable
-        self.workdir = Path(tempfile.mkdtemp(prefix="edgekit-local-"))
+        self._workdir: Path | None = None
+
+    @property
+    def workdir(self) -> Path:
+        """The work directory, made on first use (so that a target only checked leaves nothing behind)."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="edgekit-local-"))
+        return self._workdir
 
     def put(self, local: Path, remote_name: str) -> str:
         destination = self._path(remote_name)
@@ -93,7 +110,8 @@ class LocalTarget(Target):
         return Path(local)
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def describe(self) -> dict:
         return {**super().describe(), "name": self.name, "host": platform.node(), "machine": platform.machine()}

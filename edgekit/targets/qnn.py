@@ -19,8 +19,11 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
-from edgekit.targets.base import CommandResult, TargetError
+from pydantic import Field, StrictInt
+
+from edgekit.targets.base import Capabilities, CommandResult, TargetError, TargetSettings
 from edgekit.targets.local import LocalTarget, run_process
 
 EP_NAME = "QNNExecutionProvider"
@@ -42,11 +45,18 @@ class QnnUnsupportedOps(TargetError):
                          hint="change or remove these ops (see docs/qnn.md); CPU fallback is off on purpose")
 
 
+class QnnHtpSettings(TargetSettings):
+    htp_arch: StrictInt = Field(75, ge=68, le=99, description="Hexagon HTP architecture version (e.g. 75 for Snapdragon 8 Gen 3).")
+    soc_model: StrictInt = Field(57, ge=0, le=10_000, description="QNN SoC model id (e.g. 57 for Snapdragon 8 Gen 3).")
+    backend_path: Optional[str] = Field(None, description="libQnnHtp.so to use (default: the one shipped in onnxruntime-qnn).")
+
+
 class QnnHtpTarget(LocalTarget):
     """Runs on this machine; the on-device script's ``--provider qnn-htp`` goes through the HTP simulator."""
 
     kind = "qnn-htp"
-    simulated = True
+    settings_model = QnnHtpSettings
+    capabilities = Capabilities(runtimes={"onnxruntime": ("qnn-htp", "cpu")}, measures="simulated")
 
     def __init__(self, profile):
         super().__init__(profile)

@@ -6,13 +6,17 @@ ssh joins its arguments into one remote shell line, so every remote argument is 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Literal, Optional
 
-from edgekit.targets.base import CommandResult, Target, TargetError
-from edgekit.targets.local import last_line, run_process
+from pydantic import Field, StrictInt, field_validator
+
+from edgekit.targets.base import Capabilities, CommandResult, Target, TargetError, TargetSettings
+from edgekit.targets.local import CPU_RUNTIMES, last_line, run_process
 
 #: ssh's own exit status for connection and authentication failures
 SSH_FAILED = 255
@@ -21,10 +25,50 @@ REMOTE_TIMED_OUT = 124
 #: seconds for the small bookkeeping commands (mktemp, rm)
 BOOKKEEPING_TIMEOUT = 30.0
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+#: a DNS name (letters, digits, '-', '_' and dots; no leading '-'), as ssh and a shell both read it verbatim
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_CONNECT_TIMEOUT = 300
+
+
+class SshSettings(TargetSettings):
+    host: str = Field(..., description="Host name, IPv4 or IPv6 address of the board.")
+    user: Optional[str] = Field(None, description="Login user (default: ssh's own default).")
+    port: StrictInt = Field(22, ge=1, le=65535, description="ssh port.")
+    identity_file: Optional[str] = Field(None, description="Private key file (`ssh -i`); `~` is expanded.")
+    known_hosts: Optional[str] = Field(None, description="known_hosts file to use instead of `~/.ssh/known_hosts`.")
+    host_key_checking: Literal["accept-new", "yes"] = Field("accept-new", description="`accept-new`: trust a host key on first use; `yes`: the key must already be in known_hosts.")
+    connect_timeout_seconds: StrictInt = Field(10, ge=1, le=MAX_CONNECT_TIMEOUT, description="Give up connecting after this many seconds.")
+    python: str = Field("python3", min_length=1, description="Python interpreter on the board (with numpy and onnxruntime / ai-edge-litert installed).")
+    workdir: str = Field("/tmp", min_length=1, description="Directory on the board in which a temporary work directory is made.")
+
+    @field_validator("host")
+    @classmethod
+    def _host_name_or_address(cls, host: str) -> str:
+        if not (_is_ip_address(host) or (len(host) <= 253 and _HOST_NAME.fullmatch(host))):
+            raise ValueError("must be a host name (letters, digits, '-', '.') or an IPv4/IPv6 address")
+        return host
+
+    @field_validator("user")
+    @classmethod
+    def _plain_user(cls, user: Optional[str]) -> Optional[str]:
+        if user is not None and not _USER_NAME.fullmatch(user):
+            raise ValueError("must be a plain user name (letters, digits, '_', '.', '-'; not starting with '-')")
+        return user
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class SshTarget(Target):
     kind = "ssh"
+    settings_model = SshSettings
+    capabilities = Capabilities(runtimes=CPU_RUNTIMES, max_threads=256)
 
     def __init__(self, profile):
         self.profile = profile

@@ -31,7 +31,8 @@ from typing import Callable
 from edgekit.targets.base import TargetError, TargetUnavailable
 
 SUITE = "bookworm"  # Python 3.11, the version of the pinned cp311 wheels below
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
+#: environment variable naming the Debian mirror debootstrap downloads from (else: apt's own sources)
+MIRROR_ENV = "EDGEKIT_DEBIAN_MIRROR"
 #: Runtime wheels installed into the sysroot (aarch64 builds of the versions edgekit pins on the host).
 WHEELS = ("onnxruntime==1.32.0", "ai-edge-litert==2.3.0", "numpy==2.4.6")
 GLIBC_MINOR = 36  # bookworm's glibc 2.36: accept manylinux_2_17 .. manylinux_2_36 wheels
@@ -107,12 +108,15 @@ def sysroot_ready(paths: SysrootPaths) -> tuple[bool, str]:
     return True, ""
 
 
-def setup_sysroot(sysroot: str | Path, qemu_cpu: str, *, say: Callable[[str], None] = print) -> SysrootPaths:
-    """Build (or find cached) everything the emulated-arm64 target needs for ``qemu_cpu``; idempotent."""
+def setup_sysroot(sysroot: str | Path, qemu_cpu: str, *, say: Callable[[str], None] = print,
+                  mirror: str | None = None) -> SysrootPaths:
+    """Build (or find cached) everything the emulated-arm64 target needs for ``qemu_cpu``; idempotent.
+    ``mirror``: the Debian mirror for the sysroot (default: $EDGEKIT_DEBIAN_MIRROR, else apt's sources)."""
     paths = sysroot_paths(sysroot, qemu_cpu)
     _check_tools()
-    steps = [("aarch64 Debian sysroot", _build_base), ("runtime wheels", _install_wheels),
-             (f"{qemu_cpu} CPU description", _write_cpu_view), ("instruction-counting plugin", _build_plugin)]
+    steps = [("aarch64 Debian sysroot", lambda paths, say: _build_base(paths, say, mirror)),
+             ("runtime wheels", _install_wheels), (f"{qemu_cpu} CPU description", _write_cpu_view),
+             ("instruction-counting plugin", _build_plugin)]
     for number, (what, step) in enumerate(steps, 1):
         say(f"[{number}/{len(steps)}] {what}: {step(paths, say)}")
     return paths
@@ -143,16 +147,16 @@ def _mark_done(folder: Path, step: str, key: dict) -> None:
     _stamp(folder, step).write_text(json.dumps(key, sort_keys=True))
 
 
-def _build_base(paths: SysrootPaths, say) -> str:
+def _build_base(paths: SysrootPaths, say, mirror: str | None = None) -> str:
     key = {"suite": SUITE, "variant": "minbase", "include": ["python3"]}
     if _done(paths.base, "base", key):
         return "cached"
     if os.geteuid() != 0:
         raise TargetUnavailable("building the sysroot needs root (debootstrap unpacks files owned by root)",
                                 hint="run `sudo edgekit devices setup PROFILE.yaml` once")
+    mirror = debian_mirror(mirror)
     shutil.rmtree(paths.base, ignore_errors=True)
     paths.base.mkdir(parents=True)
-    mirror = apt_mirror()
     say(f"      debootstrap --arch=arm64 --foreign --variant=minbase --include=python3 {SUITE} from {mirror} (~30 s)")
     _run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", "--include=python3", SUITE,
           str(paths.base), mirror], "debootstrap", timeout=1800)
@@ -235,18 +239,58 @@ def _fetch_plugin_header(header: Path) -> None:
             header.write_bytes(tar.extractfile(member).read())
 
 
-def apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str:
-    """The Debian mirror this machine's apt uses (deb822 .sources or sources.list), else deb.debian.org."""
-    candidates = [etc_apt / "sources.list", *sorted((etc_apt / "sources.list.d").glob("*"))]
-    for path in candidates:
+def debian_mirror(option: str | None = None, *, etc_apt: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror to build the sysroot from: ``option``, else $EDGEKIT_DEBIAN_MIRROR, else the one
+    this machine's apt uses for the suite; TargetUnavailable (one line) when there is none."""
+    for given in (option, os.environ.get(MIRROR_ENV)):
+        if given and given.strip():
+            return given.strip().rstrip("/")
+    mirror = apt_mirror(etc_apt)
+    if mirror is None:
+        raise TargetUnavailable(
+            f"no Debian mirror for {SUITE}: none in {etc_apt}/sources.list or {etc_apt}/sources.list.d/",
+            hint=f"set {MIRROR_ENV}=URL or pass `edgekit devices setup --mirror URL`")
+    return mirror
+
+
+def apt_mirror(etc_apt: Path = Path("/etc/apt")) -> str | None:
+    """The first ``deb`` URI that apt's sources (one-line .list or deb822 .sources) give for the suite."""
+    folder = etc_apt / "sources.list.d"
+    files = [etc_apt / "sources.list", *sorted(folder.glob("*.list")), *sorted(folder.glob("*.sources"))]
+    for path in files:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
-        for uri in re.findall(r"^\s*(?:deb\s+(?:\[[^\]]*\]\s+)?|URIs:\s*)(\S+)", text, flags=re.M):
-            if uri.rstrip("/").endswith("/debian"):
-                return uri.rstrip("/")
-    return DEFAULT_MIRROR
+        read = _deb822_uris if path.suffix == ".sources" else _one_line_uris
+        for uri in read(text):
+            return uri.rstrip("/")
+    return None
+
+
+def _one_line_uris(text: str) -> list[str]:
+    """``deb [options] URI SUITE COMPONENT...`` lines naming the suite."""
+    uris = []
+    for line in text.splitlines():
+        words = re.sub(r"\[[^\]]*\]", " ", line.split("#", 1)[0]).split()
+        if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+            uris.append(words[1])
+    return uris
+
+
+def _deb822_uris(text: str) -> list[str]:
+    """URIs of the stanzas with ``Types: deb`` and the suite among their ``Suites``, not ``Enabled: no``."""
+    uris = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, list[str]] = {}
+        for line in stanza.splitlines():
+            key, sep, value = line.partition(":")
+            if sep and not line.startswith(("#", " ", "\t")):
+                fields[key.strip().lower()] = value.split()
+        if ("deb" in fields.get("types", []) and SUITE in fields.get("suites", [])
+                and fields.get("enabled", ["yes"])[0].lower() != "no"):
+            uris += fields.get("uris", [])
+    return uris
 
 
 def _run(argv: list[str], what: str, *, timeout: float, cwd: str | None = None, hint: str | None = None) -> None:

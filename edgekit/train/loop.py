@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from edgekit.artifacts import save_torch
 from edgekit.data import BatchTransform, ImageSet
-from edgekit.errors import EdgekitError, TrainingDiverged
+from edgekit.errors import RecipeError, TrainingDiverged
 from edgekit.recipe.schema import TrainSection
 from edgekit.train.progress import progress_bar
 
@@ -37,7 +37,8 @@ class TrainResult:
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise EdgekitError("train.device: cuda was asked for but no CUDA device is available")
+        raise RecipeError("train.device: cuda was asked for but no CUDA device is available",
+                          hint="set train.device to auto or cpu")
     if choice == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)

@@ -12,8 +12,8 @@ import pytest
 
 from edgekit.profile import load_device_profile
 from edgekit.profile.cli import add_parser
-from edgekit.profile.devices import KIND_SECTIONS, DeviceProfile, device_schema_markdown, machine_arch
-from edgekit.targets import list_targets
+from edgekit.profile.devices import DeviceProfile, capabilities_markdown, device_schema_markdown, machine_arch
+from edgekit.targets import list_targets, settings_key, target_classes
 from edgekit.targets.base import DeviceProfileError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,18 +57,36 @@ BASE = "name: d\nkind: ssh\narch: aarch64\n"
 BAD_PROFILES = {
     "unknown key": (BASE + "ssh:\n  host: h\n  prot: 22\n", r"d\.yaml:6: unknown key 'ssh\.prot' in ssh \(did you mean 'port'\?\)"),
     "unknown top key": (BASE + "thread: [1]\nssh:\n  host: h\n", r"d\.yaml:4: unknown key 'thread' in the file \(did you mean 'threads'\?\)"),
-    "wrong type": (BASE + "threads: [1, two]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.1: .*integer.*'two'"),
-    "wrong port type": (BASE + "ssh:\n  host: h\n  port: ssh\n", r"d\.yaml:6: ssh\.port: .*integer.*'ssh'"),
+    "wrong type": (BASE + "threads: [1, two]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.1: .*integer.*two"),
+    "wrong port type": (BASE + "ssh:\n  host: h\n  port: ssh\n", r"d\.yaml:6: ssh\.port: .*integer.*ssh"),
     "bad kind": ("name: d\nkind: sssh\narch: aarch64\n", r"d\.yaml:2: kind: .*'ssh'.*'sssh'"),
     "bad delegate": (BASE + "delegates:\n  litert: [xnnpack, gpu]\nssh:\n  host: h\n",
                      r"d\.yaml:5: delegates\.litert\.1: kind ssh supports litert with xnnpack, none \(got 'gpu'\)"),
-    "zero threads": (BASE + "threads: [0]\nssh:\n  host: h\n", r"d\.yaml:4: threads: thread counts must be 1 or more"),
+    "zero threads": (BASE + "threads: [0]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.0: thread counts must be 1 to 256 on kind ssh"),
     "bad protocol": (BASE + "protocol:\n  min_runs: 0\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.min_runs: .*greater than or equal to 1"),
     "missing kind section": (BASE, r"d\.yaml:2: kind: kind ssh needs its section 'ssh:'"),
     "section of another kind": ("name: d\nkind: local\narch: auto\nadb:\n  benchmark_model: b\n",
                                 r"d\.yaml:4: adb: section 'adb' belongs to kind adb, but this profile's kind is local"),
     "auto arch off host": (BASE.replace("aarch64", "auto") + "ssh:\n  host: h\n", r"d\.yaml:3: arch: arch auto is only allowed for kind local"),
-    "option-like host": (BASE + "ssh:\n  host: -oProxyCommand=x\n", r"d\.yaml:5: ssh\.host: must be a plain name"),
+    "option-like host": (BASE + "ssh:\n  host: -oProxyCommand=x\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "command substitution host": (BASE + "ssh:\n  host: $(touch x)\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "backtick host": (BASE + "ssh:\n  host: '`id`.local'\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "semicolon host": (BASE + "ssh:\n  host: 'pi;reboot'\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "pipe host": (BASE + "ssh:\n  host: 'pi|sh'\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "quoted host": (BASE + "ssh:\n  host: \"pi'\"\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "login in host": (BASE + "ssh:\n  host: pi@board\n", r"d\.yaml:5: ssh\.host: must be a host name"),
+    "odd user": (BASE + "ssh:\n  host: h\n  user: 'pi;id'\n", r"d\.yaml:6: ssh\.user: must be a plain user name"),
+    "boolean thread": (BASE + "threads: [true]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.0: .*valid integer.*True"),
+    "float thread": (BASE + "threads: [2.0]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.0: .*valid integer"),
+    "huge thread count": (BASE + "threads: [1000000000]\nssh:\n  host: h\n", r"d\.yaml:4: threads\.0: thread counts must be 1 to 256 on kind ssh"),
+    "qemu thread count": ("name: d\nkind: emulated-arm64\narch: aarch64\nthreads: [1, 4096]\nemulated_arm64:\n  qemu_cpu: cortex-a76\n",
+                          r"d\.yaml:4: threads\.1: thread counts must be 1 to 64 on kind emulated-arm64"),
+    "huge min_runs": (BASE + "protocol:\n  min_runs: 100000000000000000000\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.min_runs: .*less than or equal to 10000000"),
+    "float min_runs": (BASE + "protocol:\n  min_runs: 1.0e+20\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.min_runs: .*valid integer"),
+    "infinite min_seconds": (BASE + "protocol:\n  min_seconds: .inf\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.min_seconds: must be a finite number"),
+    "nan timeout": (BASE + "protocol:\n  timeout_seconds: .nan\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.timeout_seconds: must be a finite number"),
+    "huge timeout": (BASE + "protocol:\n  timeout_seconds: 1.0e+300\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.timeout_seconds: .*less than or equal to 86400"),
+    "boolean rounds": (BASE + "protocol:\n  rounds: yes\nssh:\n  host: h\n", r"d\.yaml:5: protocol\.rounds: .*valid integer"),
     "missing required": ("kind: local\narch: auto\n", r"d\.yaml: name: Field required"),
     "malformed yaml": (BASE + "ssh:\n  host: [h\n", r"d\.yaml:\d+: malformed YAML"),
     "not a mapping": ("- local\n", r"d\.yaml: a device profile must be a mapping"),
@@ -89,6 +107,64 @@ def test_bad_profile_gives_one_line_with_location(tmp_path, name):
     message = str(caught.value)
     assert "\n" not in message and re.search(pattern, message), message
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("host", ["raspberrypi.local", "pi-4", "192.168.1.20", "::1", "fe80::1%eth0", "board_7.lan."])
+def test_plain_host_names_and_addresses_load(tmp_path, host):
+    assert load_device_profile(write(tmp_path, BASE + f"ssh:\n  host: '{host}'\n")).ssh.host == host
+
+
+def test_local_threads_are_bounded_by_this_machines_cores(tmp_path, monkeypatch):
+    from edgekit.targets import base
+
+    monkeypatch.setattr(base, "usable_cores", lambda: 2)
+    assert load_device_profile(write(tmp_path, "name: d\nkind: local\narch: auto\nthreads: [1, 2]\n")).threads == [1, 2]
+    with pytest.raises(DeviceProfileError, match=r"threads\.0: thread counts must be 1 to 2 on kind local \(this machine has 2 usable cores\)"):
+        load_device_profile(write(tmp_path, "name: d\nkind: local\narch: auto\nthreads: [3]\n"))
+
+
+def test_non_utf8_profile_is_one_line(tmp_path):
+    path = tmp_path / "d.yaml"
+    path.write_bytes(b"name: d\nkind: local\narch: auto\ndescription: \xff\xfe\x00bad\n")
+    with pytest.raises(DeviceProfileError) as caught:
+        load_device_profile(path)
+    assert "\n" not in str(caught.value) and "d.yaml" in str(caught.value)
+
+
+def test_a_new_target_is_one_class_and_its_registration(monkeypatch):
+    """The schema, the section rules and the capability checks all come from the registry."""
+    import sys
+    import types
+
+    from pydantic import Field
+
+    from edgekit import targets
+    from edgekit.profile.devices import device_profile_model
+    from edgekit.targets.base import Capabilities, TargetSettings
+    from edgekit.targets.local import LocalTarget
+
+    class BoardSettings(TargetSettings):
+        port: int = Field(7, description="Port of the test board.")
+
+    class BoardTarget(LocalTarget):
+        kind = "test-board"
+        settings_model = BoardSettings
+        capabilities = Capabilities(runtimes={"onnxruntime": ("cpu", "npu")}, measures="simulated", max_threads=3)
+
+    module = types.ModuleType("edgekit_test_board")
+    module.BoardTarget = BoardTarget
+    monkeypatch.setitem(sys.modules, "edgekit_test_board", module)
+    monkeypatch.setitem(targets._TARGETS, "test-board", "edgekit_test_board:BoardTarget")
+    model = device_profile_model()
+    profile = model(name="b", kind="test-board", arch="aarch64", runtimes=["onnxruntime"],
+                    delegates={"onnxruntime": ["npu"]}, threads=[3], test_board={"port": 9})
+    assert profile.section.port == 9 and profile.target_class is BoardTarget and BoardTarget.simulated
+    with pytest.raises(ValueError, match="thread counts must be 1 to 3 on kind test-board"):
+        model(name="b", kind="test-board", arch="aarch64", runtimes=["onnxruntime"], threads=[4], test_board={})
+    with pytest.raises(ValueError, match="kind local supports onnxruntime with cpu"):
+        model(name="h", kind="local", arch="auto", delegates={"onnxruntime": ["npu"]})
+    monkeypatch.delitem(targets._TARGETS, "test-board")
+    assert "test_board" not in device_profile_model().model_fields
 
 
 def test_missing_profile_file(tmp_path):
@@ -128,11 +204,14 @@ def test_profile_command_through_edgekit_main_once_wired(tmp_path, capsys):
 
 
 def test_every_kind_has_a_section_rule_and_a_target():
-    assert set(KIND_SECTIONS) == set(list_targets())
+    for kind, cls in target_classes().items():
+        assert cls.kind == kind and cls.capabilities.runtimes
+        assert (settings_key(kind) in DeviceProfile.model_fields) == (cls.settings_model is not None)
 
 
 def test_docs_embed_the_generated_schema_table():
     docs = (REPO / "docs/devices.md").read_text()
     assert device_schema_markdown() in docs, "docs/devices.md is stale: paste device_schema_markdown()'s table"
+    assert capabilities_markdown() in docs, "docs/devices.md is stale: paste capabilities_markdown()'s table"
     for path in SHIPPED:
         assert f"`devices/{path.name}`" in docs

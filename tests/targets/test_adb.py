@@ -1,4 +1,4 @@
-"""adb target: benchmark_model's command line, its output parser, and the flow against a fake adb.
+"""adb target: benchmark_model's command line, its output parser, and the flow against a FAKE adb.
 
 No phone here: the outputs in fixtures/ are hand-written in benchmark_model's documented format, and a
 small fake ``adb`` on PATH records every call and answers like a phone with one device attached.
@@ -36,6 +36,8 @@ if args == ["devices"]:
 elif args[0] == "shell" and "--graph=" in args[1]:
     sys.stdout.write(open(os.environ["FAKE_ADB_OUTPUT"]).read())
     sys.exit(int(os.environ.get("FAKE_ADB_STATUS", "0")))
+elif args[0] == "shell" and "mktemp -d" in args[1]:
+    print(os.environ.get("FAKE_ADB_MKTEMP", "/data/local/tmp/ek/run.AbC12345"))
 elif args[0] == "shell" and args[1].startswith("uname -m"):
     print("aarch64\\nSM8650\\nPixel-ish\\n8\\nschedutil")
 elif args[0] == "pull":
@@ -86,6 +88,14 @@ def test_parser_without_median_or_peak_memory():
     output = ondevice_json(parsed, model="/data/local/tmp/ek/0-float.tflite", delegate="xnnpack", threads=1, host={})
     assert output["latency_ms"]["p50"] == output["latency_ms"]["mean"] == pytest.approx(5.5361)
     assert output["latency_note"] and output["peak_rss_mb"] == 16.4102 and output["model"] == "0-float.tflite"
+    # benchmark_model gave a mean and a memory-footprint delta here: the output says so
+    assert (output["latency_statistic"], output["memory_statistic"]) == ("mean", "footprint delta")
+
+
+def test_median_and_peak_memory_are_labelled_as_such():
+    output = ondevice_json(parse_benchmark_output(BUILTIN.read_text()), model="m.tflite", delegate="xnnpack",
+                           threads=1, host={})
+    assert (output["latency_statistic"], output["memory_statistic"]) == ("median", "peak footprint")
 
 
 def test_parser_rejects_a_failed_run_with_its_last_line():
@@ -119,12 +129,16 @@ def test_profiling_script_call_becomes_a_benchmark_model_run(fake_adb, tmp_path)
                              "--delegate", "none"], timeout=60)
     calls = fake_adb()
     assert all(call[:2] == ["-s", "R5CT1234"] for call in calls if call != ["devices"])
-    assert ["-s", "R5CT1234", "push", str(tmp_path / "benchmark_model"), "/data/local/tmp/ek/benchmark_model"] in calls
-    assert ["-s", "R5CT1234", "push", str(model), "/data/local/tmp/ek/1-int8.tflite"] in calls
+    run_dir = "/data/local/tmp/ek/run.AbC12345"
+    assert ["-s", "R5CT1234", "shell", "mkdir -p /data/local/tmp/ek && mktemp -d /data/local/tmp/ek/run.XXXXXXXX"] in calls
+    assert ["-s", "R5CT1234", "push", str(tmp_path / "benchmark_model"), f"{run_dir}/benchmark_model"] in calls
+    assert ["-s", "R5CT1234", "push", str(model), f"{run_dir}/1-int8.tflite"] in calls
     bench = next(call for call in calls if call[2:3] == ["shell"] and "--graph=" in call[3])
-    assert bench[3] == ("/data/local/tmp/ek/benchmark_model --graph=/data/local/tmp/ek/1-int8.tflite --num_threads=4 "
+    assert bench[3] == (f"{run_dir}/benchmark_model --graph={run_dir}/1-int8.tflite --num_threads=4 "
                         "--use_xnnpack=false --warmup_runs=10 --num_runs=50 --min_secs=1 --enable_op_profiling=true")
-    assert calls[-1] == ["-s", "R5CT1234", "shell", "rm -rf /data/local/tmp/ek"]
+    # only the session's own directory is removed, never the configured device_dir
+    assert calls[-1] == ["-s", "R5CT1234", "shell", f"rm -rf -- {run_dir}"]
+    assert not any(call[2:3] == ["shell"] and "rm " in call[3] and run_dir not in call[3] for call in calls)
     output = json.loads(result.stdout.strip().splitlines()[-1])
     assert result.returncode == 0 and output["delegate"] == "none" and output["threads"] == 4
     assert output["latency_ms"]["p50"] == 1.503 and output["runs"] == 652 and output["peak_rss_mb"] == 9.45312
@@ -144,8 +158,23 @@ def test_failed_benchmark_is_a_non_zero_result_with_one_line(fake_adb, tmp_path,
 def test_other_commands_run_in_adb_shell_quoted(fake_adb, tmp_path):
     with AdbTarget(profile(tmp_path=tmp_path)) as target:
         target.run(["ls", "-l", "a b"], timeout=10)
-        assert target.get("x.txt", tmp_path / "x.txt").read_text() == "pulled /data/local/tmp/ek/x.txt"
+        assert target.get("x.txt", tmp_path / "x.txt").read_text() == "pulled /data/local/tmp/ek/run.AbC12345/x.txt"
     assert ["-s", "R5CT1234", "shell", "ls -l 'a b'"] in fake_adb()
+
+
+def test_unexpected_mktemp_answer_is_refused(fake_adb, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_ADB_MKTEMP", "/data/local/tmp")
+    with AdbTarget(profile(tmp_path=tmp_path)) as target:
+        with pytest.raises(TargetError, match="mktemp -d under /data/local/tmp/ek on the phone gave '/data/local/tmp'"):
+            target.put(BUILTIN, "m.tflite")
+    assert not any(call[2:3] == ["shell"] and "rm " in call[3] for call in fake_adb())
+
+
+def test_device_dir_must_be_an_absolute_directory_below_root():
+    for bad in ("/", "relative/dir"):
+        with pytest.raises(ValueError, match="absolute directory"):
+            DeviceProfile(name="p", kind="adb", arch="aarch64", runtimes=["litert"],
+                          adb={"benchmark_model": "b", "device_dir": bad})
 
 
 def test_missing_adb_is_unavailable(monkeypatch, tmp_path):

@@ -84,14 +84,39 @@ def test_marker_constants_agree_between_script_and_plugin():
         assert int(value, 16) == getattr(ondevice, name), name
 
 
-def test_mirror_comes_from_the_machines_apt_sources(tmp_path):
+def test_mirror_comes_from_the_machines_apt_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv(sysroot.MIRROR_ENV, raising=False)
     (tmp_path / "sources.list.d").mkdir()
-    assert sysroot.apt_mirror(tmp_path) == sysroot.DEFAULT_MIRROR
+    assert sysroot.apt_mirror(tmp_path) is None
+    (tmp_path / "sources.list.d" / "other.sources").write_text(
+        "Types: deb-src\nURIs: http://127.0.0.1:9/source-only\nSuites: bookworm\n\n"
+        "Types: deb\nURIs: http://127.0.0.1:9/security\nSuites: bookworm-security\n\n"
+        "Types: deb\nURIs: http://127.0.0.1:9/disabled\nSuites: bookworm\nEnabled: no\n")
+    (tmp_path / "sources.list.d" / "old.list.disabled").write_text("deb http://127.0.0.1:9/ignored bookworm main\n")
+    assert sysroot.apt_mirror(tmp_path) is None
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
-        "Types: deb\n# http://snapshot.example/debian\nURIs: http://mirror.example/debian/\nSuites: bookworm\n")
-    assert sysroot.apt_mirror(tmp_path) == "http://mirror.example/debian"
-    (tmp_path / "sources.list").write_text("deb [arch=amd64] http://other.example/debian bookworm main\n")
-    assert sysroot.apt_mirror(tmp_path) == "http://other.example/debian"
+        "Types: deb\n# http://127.0.0.1:9/comment\nURIs: http://127.0.0.1:8080/debian/ http://127.0.0.1:9/second\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n")
+    assert sysroot.apt_mirror(tmp_path) == "http://127.0.0.1:8080/debian"
+    assert sysroot.debian_mirror(etc_apt=tmp_path) == "http://127.0.0.1:8080/debian"
+    (tmp_path / "sources.list").write_text("# deb http://127.0.0.1:9/commented bookworm main\n"
+                                           "deb [arch=amd64 signed-by=/k.gpg] http://127.0.0.1:8081/mirror bookworm main\n")
+    assert sysroot.apt_mirror(tmp_path) == "http://127.0.0.1:8081/mirror"
+
+
+def test_mirror_option_and_environment_come_before_apt(tmp_path, monkeypatch):
+    (tmp_path / "sources.list").write_text("deb http://127.0.0.1:8081/apt bookworm main\n")
+    monkeypatch.setenv(sysroot.MIRROR_ENV, "http://127.0.0.1:8082/env/")
+    assert sysroot.debian_mirror(etc_apt=tmp_path) == "http://127.0.0.1:8082/env"
+    assert sysroot.debian_mirror("http://127.0.0.1:8083/opt", etc_apt=tmp_path) == "http://127.0.0.1:8083/opt"
+
+
+def test_no_mirror_anywhere_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.delenv(sysroot.MIRROR_ENV, raising=False)
+    with pytest.raises(TargetUnavailable) as caught:
+        sysroot.debian_mirror(etc_apt=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and "no Debian mirror for bookworm" in message and sysroot.MIRROR_ENV in message
 
 
 def test_missing_tools_say_to_run_the_setup_script(monkeypatch, tmp_path):
@@ -162,13 +187,13 @@ class TestEmulatedTargetContract(TargetContract):
         target.cleanup()
 
     def workdir_exists(self, target):
-        return target.workdir.exists()
+        return target._workdir is not None and target._workdir.exists()
 
 
 def test_devices_cli_check_and_setup_say_what_is_missing(tmp_path, capsys, monkeypatch):
     import argparse
 
-    from edgekit.targets.devices_cli import add_parser
+    from edgekit.profile.devices_cli import add_parser
 
     yaml = tmp_path / "a72.yaml"
     yaml.write_text(f"name: cli-a72\nkind: emulated-arm64\narch: aarch64\n"
@@ -177,7 +202,7 @@ def test_devices_cli_check_and_setup_say_what_is_missing(tmp_path, capsys, monke
     add_parser(parser.add_subparsers())
     args = parser.parse_args(["devices", "check", str(yaml)])
     assert args.handler(args) == 1
-    assert capsys.readouterr().out.startswith("cli-a72 (emulated-arm64): not available: the aarch64 sysroot is not built")
+    assert capsys.readouterr().out.startswith("cli-a72 (emulated-arm64): not ready: the aarch64 sysroot is not built")
     monkeypatch.setattr(sysroot.shutil, "which", lambda tool: None)
     args = parser.parse_args(["devices", "setup", str(yaml)])
     with pytest.raises(TargetUnavailable, match="setup-emulation.sh"):

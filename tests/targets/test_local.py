@@ -74,7 +74,13 @@ class TestLocalTarget(TargetContract):
         target.cleanup()
 
     def workdir_exists(self, target):
-        return target.workdir.exists()
+        return target._workdir is not None and target._workdir.exists()
+
+    def test_no_work_directory_until_first_use(self):
+        target = LocalTarget()
+        assert target._workdir is None and target.available() == (True, "")
+        target.cleanup()
+        assert target._workdir is None
 
     def test_missing_program_is_a_target_error(self, target):
         with pytest.raises(TargetError, match=r"host: cannot run no-such-tool"):

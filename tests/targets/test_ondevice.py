@@ -142,3 +142,23 @@ def test_script_is_self_contained():
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert imported <= allowed, imported - allowed
+
+
+def test_per_node_leaves_no_temporary_directory(models, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = subprocess.run([sys.executable, str(SCRIPT), str(models.int8_onnx), *FAST, "--per-node"], capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ, "TMPDIR": str(scratch)})
+    assert done.returncode == 0, done.stderr
+    # (other libraries may leave their own files there; the script's folder must be gone)
+    assert result_of(done)["per_node"] and [path for path in scratch.iterdir() if path.name.startswith("ondevice-")] == []
+
+
+def test_self_check_names_what_is_missing():
+    done = run_script("--self-check", "onnxruntime,litert")
+    assert json.loads(done.stdout)["missing"] == []
+    bare = subprocess.run([sys.executable, "-I", "-S", str(SCRIPT), "--self-check", "onnxruntime"], capture_output=True,
+                          text=True, timeout=60)
+    report = json.loads(bare.stdout)
+    assert bare.returncode == 1 and report["missing"][0].startswith("numpy (No module named 'numpy')")
+    assert "ondevice: missing: numpy" in bare.stderr

@@ -147,3 +147,40 @@ def test_missing_ssh_client_reads_as_unavailable(sshd, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda tool: None)
     with pytest.raises(TargetUnavailable, match="setup-ssh.sh"):
         make_target(sshd.profile())
+
+
+def _check(profile, tmp_path, capsys) -> tuple[int, str]:
+    """``edgekit devices check`` on ``profile`` written as YAML, through edgekit's own main()."""
+    import yaml
+
+    from edgekit.cli import main
+
+    path = tmp_path / "board.yaml"
+    path.write_text(yaml.safe_dump(profile.model_dump(exclude_none=True, exclude_defaults=False)))
+    code = main(["devices", "check", str(path)])
+    return code, capsys.readouterr().out.strip()
+
+
+def test_devices_check_connects_and_runs_the_self_check(sshd, tmp_path, capsys):
+    code, out = _check(sshd.profile(), tmp_path, capsys)
+    assert (code, out) == (0, "test-sshd (ssh): ready")
+
+
+def test_devices_check_with_a_wrong_key_is_not_ready_with_the_ssh_reason(sshd, tmp_path, capsys):
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    code, out = _check(sshd.profile(ssh={"identity_file": str(stranger)}), tmp_path, capsys)
+    assert code == 1 and out.startswith("test-sshd (ssh): not ready: ") and "Permission denied" in out, out
+
+
+def test_devices_check_names_numpy_missing_on_the_board(sshd, tmp_path, capsys):
+    bare = tmp_path / "bare-python"  # isolated, no site-packages: a board's python without numpy
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    bare.chmod(0o755)
+    code, out = _check(sshd.profile(ssh={"python": str(bare)}), tmp_path, capsys)
+    assert code == 1 and "not ready: missing on the device" in out and "numpy (No module named 'numpy')" in out, out
+
+
+def test_devices_check_with_no_python_on_the_board(sshd, tmp_path, capsys):
+    code, out = _check(sshd.profile(ssh={"python": "/nonexistent/python3"}), tmp_path, capsys)
+    assert code == 1 and "/nonexistent/python3 could not run the on-device script" in out, out
