@@ -72,21 +72,14 @@ def _recipe_args(command: argparse.ArgumentParser) -> None:
 
 
 def _build(args) -> int:
-    from edgekit.artifacts import make_output_dir
-    from edgekit.lock import build_lock
     from edgekit.pipeline import build, default_out_dir
     from edgekit.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    if args.out is not None:
-        out_dir = make_output_dir(args.out, "--out")
-    else:
-        out_dir = make_output_dir(default_out_dir(recipe), "build directory")
-    with build_lock(out_dir, command=f"edgekit build {args.recipe}"):
-        report, _records = build(recipe, out_dir, force=tuple(args.force), until=args.until)
     from edgekit.report import format_summary
 
-    print(format_summary(report, out_dir))
+    recipe = load_recipe(args.recipe, args.overrides)
+    report, _records = build(recipe, args.out, force=tuple(args.force), until=args.until,
+                             command=f"edgekit build {args.recipe}")
+    print(format_summary(report, args.out or default_out_dir(recipe)))
     return 0
 
 
