@@ -46,3 +46,18 @@ def suggest(name: str, choices) -> str | None:
 
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+#: longest echo of user input in a message: a 25 MB value must not become a 25 MB error line
+EXCERPT_CHARS = 60
+
+
+def excerpt(value, limit: int = EXCERPT_CHARS) -> str:
+    """``repr(value)`` (a string as it is) on one line, cut to about ``limit`` characters."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return "<a number too long to show>"
+    cut = text[:limit]
+    shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in cut)
+    return shown if len(text) <= limit else f"{shown}... ({len(text)} characters)"

@@ -29,13 +29,17 @@ from __future__ import annotations
 import inspect
 import math
 from collections import OrderedDict
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pydantic import Field
+
 from edgekit.errors import UserInputError, suggest
 from edgekit.models._registry import register_model
+from edgekit.recipe.schema import FiniteFloat, ModelOptions
 
 __all__ = ["MobileNetV1", "ConvBnAct", "DepthwiseSeparable", "Conv2dSame", "scale_channels", "default_cfgs"]
 
@@ -278,7 +282,16 @@ def _create_mobilenet_v1(variant: str, **kwargs) -> MobileNetV1:
     return MobileNetV1(**kwargs)
 
 
-@register_model
+class MobileNetV1Options(ModelOptions):
+    """The recipe's ``model.*`` keys that only MobileNet v1 has (checked when ``model.arch`` is mobilenet_v1)."""
+
+    alpha: FiniteFloat = Field(1.0, gt=0, le=4, description="Width multiplier α: every layer's channel count is scaled by it.")
+    conv: Literal[CONV_TYPES] = Field("separable", description="`separable`: depthwise-separable blocks; `standard`: full 3×3 convs (the paper's Conv MobileNet, Table 4).")
+    shallow: bool = Field(False, description="Remove the five 14×14×512 blocks (the paper's shallow MobileNet, Table 5).")
+    padding: Literal[PADDINGS] = Field("symmetric", description="Stride-2 padding: `symmetric` (PyTorch, 1 pixel each side) or `same` (TensorFlow SAME: bottom/right only).")
+
+
+@register_model(options=MobileNetV1Options)
 def mobilenet_v1(**kwargs) -> MobileNetV1:
     """MobileNet V1; ``alpha`` (width), ``conv``, ``shallow`` etc. select the paper's variants."""
     return _create_mobilenet_v1("mobilenet_v1", **kwargs)

@@ -1,31 +1,40 @@
-"""Load a recipe: YAML (safe loader) + ``--set`` overrides, validated against the schema.
+"""Load a recipe: YAML (safe and bounded, see ``safe_yaml``) + ``--set`` overrides, validated against the schema.
 
-Every error is a one-line ``RecipeError`` naming the file, the line and the dotted key path.
+Every error is a one-line ``RecipeError`` naming the file, the line and the dotted key path. Relative
+paths in a recipe (``profile.devices``, ``model.weights``, ``data.root``, ``gate.baseline``) are taken
+from the working directory, as every later stage opens them; each is checked here, when the recipe loads.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from edgekit.errors import RecipeError, suggest
+from edgekit.errors import RecipeError, excerpt, suggest
+from edgekit.recipe.safe_yaml import line_numbers, parse_yaml, read_yaml
 from edgekit.recipe.schema import Recipe
+
+__all__ = ["load_recipe", "validate", "validate_against", "parse_override", "read_yaml", "line_numbers"]
+
+#: error types whose pydantic message is replaced by ours
+_MESSAGES = {"finite_number": "must be a finite number"}
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override and validate a recipe; the recipe's name defaults to the file stem."""
+    """Read, override, validate a recipe and check the files it names; the name defaults to the file stem."""
     path = Path(path)
     data, lines = read_yaml(path)
     for override in overrides:
         key_path, value = parse_override(override)
         _set_dotted(data, key_path, value, override)
-        lines[key_path] = f"--set {override}"
+        _point_lines_at_override(lines, key_path, f"--set {excerpt(override)}")
+    if data.get("name") is None:
+        data["name"] = path.stem
     recipe = validate(data, source=str(path), lines=lines)
-    if recipe.name is None:
-        recipe.name = path.stem
+    check_paths(recipe, source=str(path), lines=lines)
     return recipe
 
 
@@ -46,87 +55,92 @@ def parse_override(text: str) -> tuple[str, Any]:
     """``model.alpha=0.75`` -> ("model.alpha", 0.75); the value is parsed as a YAML scalar or list."""
     key_path, sep, raw_value = text.partition("=")
     if not sep or not key_path.strip():
-        raise RecipeError(f"--set {text}: expected KEY.PATH=VALUE, e.g. --set model.alpha=0.75")
-    try:
-        value = yaml.safe_load(raw_value) if raw_value.strip() else None
-    except yaml.YAMLError:
-        raise RecipeError(f"--set {text}: the value is not valid YAML") from None
-    return key_path.strip(), value
+        raise RecipeError(f"--set {excerpt(text)}: expected KEY.PATH=VALUE, e.g. --set model.alpha=0.75")
+    key_path = key_path.strip()
+    if not raw_value.strip():
+        return key_path, None
+    value, _root = parse_yaml(raw_value, f"--set {excerpt(text)}", key_prefix=key_path + ".")
+    return key_path, value
 
 
-def read_yaml(path: Path, what: str = "recipe", error: type[Exception] = RecipeError) -> tuple[dict, dict[str, int]]:
-    """Safe-load a YAML mapping and the line of every dotted key path in it."""
-    if not path.is_file():
-        raise error(f"{path}: {what} file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise error(f"{where}: malformed YAML: {problem}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise error(f"{path}: a {what} must be a mapping of keys, got {type(data).__name__}")
-    return data, _line_numbers(root)
+def check_paths(recipe: Recipe, *, source: str, lines: dict[str, int | str]) -> None:
+    """Every file and folder the recipe names exists now, not only when a late stage opens it."""
+    for key_path, value, what, exists in _named_paths(recipe):
+        if not exists(Path(value)):
+            where = _where(source, lines, key_path.split("."))
+            raise RecipeError(f"{where}: {key_path}: {what} not found: {excerpt(value)} "
+                              f"(a relative path starts at the working directory, {Path.cwd()})")
 
 
-def _line_numbers(node, prefix: str = "") -> dict[str, int]:
-    """Map each dotted key path to the 1-based line where its key stands."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = f"{prefix}{key_node.value}"
-            lines[key_path] = key_node.start_mark.line + 1
-            lines.update(_line_numbers(value_node, key_path + "."))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[f"{prefix}{index}"] = item.start_mark.line + 1
-            lines.update(_line_numbers(item, f"{prefix}{index}."))
-    return lines
+def _named_paths(recipe: Recipe) -> list[tuple[str, str, str, Callable[[Path], bool]]]:
+    paths = [(f"profile.devices.{index}", device, "device profile file", _readable_file)
+             for index, device in enumerate(recipe.profile.devices)]
+    optional = [("model.weights", recipe.model.weights, "weights file", _readable_file),
+                ("data.root", recipe.data.root, "dataset folder", Path.is_dir),
+                ("gate.baseline", recipe.gate.baseline, "baseline file", _readable_file)]
+    return paths + [entry for entry in optional if entry[1] is not None]
+
+
+def _readable_file(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.R_OK)
 
 
 def _set_dotted(data: dict, key_path: str, value: Any, override: str) -> None:
     keys = key_path.split(".")
     schema: type[BaseModel] | None = Recipe
     node = data
+    shown = excerpt(override)
     for depth, key in enumerate(keys):
-        fields = schema.model_fields if schema else {}
-        if schema is not None and key not in fields:
+        known = _known_keys(schema)
+        if schema is not None and key not in known:
             where = ".".join(keys[:depth]) or "the recipe"
-            raise RecipeError(
-                f"--set {override}: unknown key '{key}' in {where}",
-                hint=suggest(key, fields),
-            )
+            raise RecipeError(f"--set {shown}: unknown key '{excerpt(key)}' in {excerpt(where)}",
+                              hint=suggest(key, known))
         if depth == len(keys) - 1:
             node[key] = value
             return
-        annotation = fields[key].annotation if schema else None
+        field = schema.model_fields.get(key) if schema else None
+        annotation = field.annotation if field else None
         schema = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
         if schema is None:
-            raise RecipeError(f"--set {override}: '{'.'.join(keys[: depth + 1])}' is not a section")
+            raise RecipeError(f"--set {shown}: '{excerpt('.'.join(keys[: depth + 1]))}' is not a section")
         child = node.get(key)
         if not isinstance(child, dict):
             child = node[key] = {}
         node = child
 
 
+def _point_lines_at_override(lines: dict[str, int | str], key_path: str, where: str) -> None:
+    """Errors in the overridden value (and anything below it) name the ``--set``, not the file's old lines."""
+    for stale in [key for key in lines if key.startswith(key_path + ".")]:
+        del lines[stale]
+    lines[key_path] = where
+
+
+def _known_keys(schema: type[BaseModel] | None) -> list[str]:
+    """The keys a section accepts: its fields, plus what it declares beyond them (the model families' options)."""
+    if schema is None:
+        return []
+    extra = getattr(schema, "extra_keys", None)
+    return list(schema.model_fields) + (list(extra()) if extra else [])
+
+
 def _describe(error: dict, source: str, lines: dict[str, int | str], schema: type[BaseModel]) -> str:
     loc = [str(part) for part in error["loc"]]
-    key_path = ".".join(loc)
+    key_path = excerpt(".".join(loc))
     where = _where(source, lines, loc)
-    if error["type"] == "extra_forbidden":
-        parent = _schema_at(schema, loc[:-1])
-        section = ".".join(loc[:-1]) or "the file"
-        hint = suggest(loc[-1], parent.model_fields) if parent else None
+    if error["type"] in ("extra_forbidden", "unknown_option"):
+        section = excerpt(".".join(loc[:-1])) or "the file"
+        if error["type"] == "unknown_option":
+            hint = error["msg"]
+        else:
+            hint = suggest(loc[-1], _known_keys(_schema_at(schema, loc[:-1])))
         message = f"{where}: unknown key '{key_path}' in {section}"
         return message + (f" ({hint})" if hint else "")
     got = error.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{where}: {key_path or 'recipe'}: {_clean(error['msg'])}{got_text}"
+    got_text = "" if isinstance(got, dict) else f" (got {excerpt(repr(got) if isinstance(got, str) else got)})"
+    problem = _MESSAGES.get(error["type"]) or _clean(error["msg"])
+    return f"{where}: {key_path or 'recipe'}: {problem}{got_text}"
 
 
 def _where(source: str, lines: dict[str, int | str], loc: list[str]) -> str:

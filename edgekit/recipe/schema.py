@@ -3,15 +3,45 @@
 A recipe is YAML with one section per pipeline stage. Sections that later stages fill in are defined
 here already, so a recipe written today keeps validating tomorrow. ``docs/recipe.md`` and the README's
 schema table are generated from these classes (``edgekit schema``); a test keeps them in sync.
+
+Every number has a range (a typo such as ``num_classes: 1e9`` must not allocate a terabyte), floats are
+finite, integers are strict (``true`` is not 1 thread). The ``model`` section holds the keys every model
+family reads; each family declares its own options (``model.alpha`` ...) beside its code, registered with
+``edgekit.models.register_model(options=...)``. Paths are relative to the working directory.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import re
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from edgekit.errors import excerpt, suggest
 
 DEFAULT_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
+
+MAX_THREADS = 256
+MAX_COUNT = 1_000_000_000  # images, steps: far beyond any dataset edgekit reads
+MAX_EPOCHS = 1000
+MAX_BATCH = 4096
+MAX_CLASSES = 100_000
+# A build name becomes the folder builds/<name>: one path component, no "..", not hidden, not an option.
+_PLAIN_NAME = re.compile(r"\w[\w.+-]{0,99}")
+
+
+def _not_a_boolean(value):
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "must be a number, not true/false")
+    return value
+
+
+#: a float that is finite (NaN and infinity: "must be a finite number") and not a boolean
+FiniteFloat = Annotated[float, BeforeValidator(_not_a_boolean), Field(allow_inf_nan=False)]
+#: a thread count: a strict integer (``true`` is not 1), at most MAX_THREADS
+Threads = Annotated[StrictInt, Field(ge=1, le=MAX_THREADS)]
 
 
 class Section(BaseModel):
@@ -20,19 +50,35 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ModelOptions(Section):
+    """Base of a model family's own options: the keys of the ``model`` section that only that family has."""
+
+
 class ModelSection(Section):
-    arch: str = Field("mobilenet_v1", description="Model family from the registry (`edgekit.models.list_models()`).")
-    alpha: float = Field(1.0, gt=0, le=4, description="Width multiplier α: every layer's channel count is scaled by it.")
+    """Keys every model family reads, plus the options of the family ``arch`` (readable as attributes)."""
+
+    # The family's options arrive as extra keys; the validator below checks them against the family.
+    model_config = ConfigDict(extra="allow")
+
+    arch: str = Field("mobilenet_v1", description="Model family from the registry (`edgekit.models.list_models()`); its own options are listed below the table.")
     # allow_any_resolution stands before resolution: the resolution check reads it.
     allow_any_resolution: bool = Field(False, description="Accept a resolution that is not a multiple of 32 (the last feature map then has uneven borders).")
-    resolution: int = Field(224, gt=0, le=1024, description="Input resolution ρ·224 in pixels (square). A multiple of 32 unless `allow_any_resolution`.")
-    num_classes: int = Field(1000, ge=1, description="Number of output classes.")
+    resolution: StrictInt = Field(224, gt=0, le=1024, description="Input resolution ρ·224 in pixels (square). A multiple of 32 unless `allow_any_resolution`.")
+    num_classes: StrictInt = Field(1000, ge=1, le=MAX_CLASSES, description="Number of output classes.")
     activation: Literal["relu", "relu6"] = Field("relu", description="Activation after every BN.")
-    conv: Literal["separable", "standard"] = Field("separable", description="`separable`: depthwise-separable blocks; `standard`: full 3×3 convs (the paper's Conv MobileNet, Table 4).")
-    shallow: bool = Field(False, description="Remove the five 14×14×512 blocks (the paper's shallow MobileNet, Table 5).")
-    padding: Literal["symmetric", "same"] = Field("symmetric", description="Stride-2 padding: `symmetric` (PyTorch, 1 pixel each side) or `same` (TensorFlow SAME: bottom/right only).")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
+    dropout: FiniteFloat = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
     weights: Optional[str] = Field(None, description="Path to a state dict to load (`weights_only=True`) before training; with `train.epochs: 0` it replaces training.")
+
+    @field_validator("arch")
+    @classmethod
+    def _registered_family(cls, arch: str) -> str:
+        from edgekit.models import list_models
+
+        if arch not in list_models():
+            hint = suggest(arch, list_models())
+            raise ValueError(f"unknown model family (registered: {', '.join(list_models())})"
+                             + (f"; {hint}" if hint else ""))
+        return arch
 
     @field_validator("resolution")
     @classmethod
@@ -43,33 +89,92 @@ class ModelSection(Section):
             )
         return resolution
 
+    @model_validator(mode="after")
+    def _family_options(self) -> "ModelSection":
+        options_model = family_options(self.arch)
+        given = self.__pydantic_extra__
+        for key in given:
+            if key not in options_model.model_fields:
+                raise _error("unknown_option", (key,), _unknown_option_hint(key, self.arch), given[key])
+        try:
+            options = options_model.model_validate(given)
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=PydanticCustomError(error["type"], error["msg"]), loc=error["loc"], input=error["input"])
+                for error in exc.errors()
+            ]) from None
+        given.clear()
+        given.update(options.model_dump())
+        return self
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self.__pydantic_extra__:
+            # checks the new value like the validator above (pydantic does not re-check an extra key)
+            value = getattr(family_options(self.arch).model_validate({**self.options, name: value}), name)
+        super().__setattr__(name, value)
+
+    @property
+    def options(self) -> dict:
+        """The family's own options, defaults filled in: keyword arguments of its model entrypoint."""
+        return dict(self.__pydantic_extra__)
+
+    @classmethod
+    def extra_keys(cls) -> list[str]:
+        """Option keys of every registered family (``--set`` accepts them; validation picks the family's)."""
+        from edgekit.models import list_models
+
+        return sorted({key for arch in list_models() for key in family_options(arch).model_fields})
+
+
+def family_options(arch: str) -> type[BaseModel]:
+    """The options model of model family ``arch`` (an empty one when it declares none)."""
+    from edgekit.models import model_options
+
+    return model_options(arch) or ModelOptions
+
+
+def _unknown_option_hint(key: str, arch: str) -> str:
+    from edgekit.models import list_models
+
+    owners = [other for other in list_models() if key in family_options(other).model_fields]
+    if owners:
+        return f"an option of {', '.join(owners)}, not of {arch}"
+    own = list(family_options(arch).model_fields)
+    return suggest(key, [*ModelSection.model_fields, *own]) or (f"{arch} options: {', '.join(own)}" if own else f"{arch} has no options")
+
+
+def _error(kind: str, loc: tuple, message: str, given) -> ValidationError:
+    """A ValidationError at ``loc`` (relative to the model that raises it), for checks across fields."""
+    detail = InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=given)
+    return ValidationError.from_exception_data("Recipe", [detail])
+
 
 class DataSection(Section):
     dataset: Literal["fashion_mnist", "imagefolder"] = Field("fashion_mnist", description="`fashion_mnist` (IDX files) or `imagefolder` (`train/` and `val/` class folders).")
-    root: Optional[str] = Field(None, description=f"Dataset directory. Default for fashion_mnist: `{DEFAULT_FASHION_MNIST_ROOT}` (Debian's dataset-fashion-mnist).")
-    max_train_samples: Optional[int] = Field(None, ge=1, description="Use a deterministic subset of this many training images (stratified by seed).")
-    max_eval_samples: Optional[int] = Field(None, ge=1, description="Use a deterministic subset of this many test images.")
-    mean: list[float] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation mean (after scaling to [0, 1]).")
-    std: list[float] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation std.")
+    root: Optional[str] = Field(None, description=f"Dataset directory (must exist when given). Default for fashion_mnist: `{DEFAULT_FASHION_MNIST_ROOT}` (Debian's dataset-fashion-mnist).")
+    max_train_samples: Optional[StrictInt] = Field(None, ge=1, le=MAX_COUNT, description="Use a deterministic subset of this many training images (stratified by seed).")
+    max_eval_samples: Optional[StrictInt] = Field(None, ge=1, le=MAX_COUNT, description="Use a deterministic subset of this many test images.")
+    mean: list[Annotated[FiniteFloat, Field(ge=0, le=1)]] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation mean (after scaling to [0, 1]).")
+    std: list[Annotated[FiniteFloat, Field(gt=0, le=1)]] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation std.")
     augment: bool = Field(True, description="Light training augmentation: random shift by up to 1/8 of the image and horizontal flip.")
 
 
 class TrainSection(Section):
-    epochs: float = Field(2, ge=0, description="Float training epochs (fractions allowed). 0 with `model.weights` skips training.")
-    batch_size: int = Field(64, ge=1, description="Training batch size.")
-    eval_batch_size: int = Field(256, ge=1, description="Batch size for evaluation.")
+    epochs: FiniteFloat = Field(2, ge=0, le=MAX_EPOCHS, description="Float training epochs (fractions allowed). 0 with `model.weights` skips training.")
+    batch_size: StrictInt = Field(64, ge=1, le=MAX_BATCH, description="Training batch size.")
+    eval_batch_size: StrictInt = Field(256, ge=1, le=MAX_BATCH, description="Batch size for evaluation.")
     optimizer: Literal["sgd", "adamw"] = Field("adamw", description="Optimiser.")
-    lr: float = Field(2e-3, gt=0, description="Peak learning rate.")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (AdamW beta1).")
-    weight_decay: float = Field(5e-4, ge=0, description="Weight decay.")
+    lr: FiniteFloat = Field(2e-3, gt=0, le=1e6, description="Peak learning rate.")
+    momentum: FiniteFloat = Field(0.9, ge=0, lt=1, description="SGD momentum (AdamW beta1).")
+    weight_decay: FiniteFloat = Field(5e-4, ge=0, le=1, description="Weight decay.")
     schedule: Literal["cosine", "onecycle", "constant"] = Field("onecycle", description="Learning-rate schedule over all steps.")
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming up (`onecycle`, `cosine`).")
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
-    threads: Optional[int] = Field(None, ge=1, description="CPU threads for torch (default: all cores).")
+    warmup_fraction: FiniteFloat = Field(0.1, ge=0, lt=1, description="Share of the steps spent warming up (`onecycle`, `cosine`).")
+    label_smoothing: FiniteFloat = Field(0.0, ge=0, lt=1, description="Label smoothing of the cross-entropy loss.")
+    threads: Optional[Threads] = Field(None, description="CPU threads for torch (default: all cores).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto` uses CUDA when present.")
     channels_last: bool = Field(True, description="Train in channels-last memory format (about 1.5x faster for MobileNets on x86 CPUs).")
-    checkpoint_every_steps: int = Field(200, ge=1, description="Also checkpoint within an epoch every this many steps (resume granularity).")
-    max_loss: float = Field(100.0, gt=0, description="Stop the build when the loss becomes NaN/inf or exceeds this.")
+    checkpoint_every_steps: StrictInt = Field(200, ge=1, le=MAX_COUNT, description="Also checkpoint within an epoch every this many steps (resume granularity).")
+    max_loss: FiniteFloat = Field(100.0, gt=0, le=1e6, description="Stop the build when the loss becomes NaN/inf or exceeds this.")
 
 
 class QuantizeSection(Section):
@@ -77,42 +182,42 @@ class QuantizeSection(Section):
     backend: Literal["auto", "nncf", "pt2e"] = Field("auto", description="QAT backend. `auto` picks per export format (see docs).")
     weights: Literal["per_channel", "per_tensor"] = Field("per_channel", description="Weight quantisation granularity (symmetric int8).")
     activations: Literal["per_tensor"] = Field("per_tensor", description="Activation quantisation granularity (int8).")
-    calibration_batches: int = Field(16, ge=1, description="Batches used to calibrate ranges.")
-    epochs: float = Field(1, ge=0, description="QAT fine-tuning epochs.")
-    lr: float = Field(1e-4, gt=0, description="QAT learning rate.")
-    freeze_bn_after: float = Field(0.5, ge=0, le=1, description="Freeze BN statistics after this fraction of the QAT steps.")
-    freeze_observers_after: float = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
+    calibration_batches: StrictInt = Field(16, ge=1, le=10_000, description="Batches used to calibrate ranges.")
+    epochs: FiniteFloat = Field(1, ge=0, le=MAX_EPOCHS, description="QAT fine-tuning epochs.")
+    lr: FiniteFloat = Field(1e-4, gt=0, le=10, description="QAT learning rate.")
+    freeze_bn_after: FiniteFloat = Field(0.5, ge=0, le=1, description="Freeze BN statistics after this fraction of the QAT steps.")
+    freeze_observers_after: FiniteFloat = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
 
 
 class ExportSection(Section):
     formats: list[Literal["tflite", "onnx"]] = Field(["tflite", "onnx"], min_length=1, description="File formats to export.")
     tflite_io: Literal["int8", "float32"] = Field("int8", description="Input/output tensor type of int8 .tflite files. `float32` adds a QUANTIZE op at the input and a DEQUANTIZE at the output (like TFLiteConverter's `inference_input_type=tf.float32`) for apps that feed float images; outputs are identical.")
-    onnx_opset: int = Field(17, ge=17, description="ONNX opset (17 or newer).")
-    require_int8_kernels: bool = Field(True, description="Fail the build when a conv or matmul of an int8 model runs as a float kernel.")
+    onnx_opset: StrictInt = Field(17, ge=17, le=30, description="ONNX opset (17 or newer).")
+    require_int8_kernels: bool = Field(True, description="Fail the build when a conv or matmul of an int8 model runs as a float kernel. Needs `evaluate.runtimes` to cover every format in `export.formats`.")
 
 
 class EvaluateSection(Section):
     runtimes: list[Literal["onnxruntime", "litert"]] = Field(["onnxruntime", "litert"], description="Runtimes that evaluate the exported files.")
-    threads: int = Field(2, ge=1, description="Runtime threads during evaluation.")
-    max_samples: Optional[int] = Field(None, ge=1, description="Evaluate on at most this many test images (default: `data.max_eval_samples`, else all).")
+    threads: Threads = Field(2, description="Runtime threads during evaluation.")
+    max_samples: Optional[StrictInt] = Field(None, ge=1, le=MAX_COUNT, description="Evaluate on at most this many test images (default: `data.max_eval_samples`, else all).")
 
 
 class ProfileSection(Section):
-    devices: list[str] = Field(["devices/host.yaml"], description="Device profiles (`devices/*.yaml`) to profile on, in order.")
-    threads: Optional[list[int]] = Field(None, description="Thread counts to measure with (default: each device profile's own list).")
+    devices: list[str] = Field(["devices/host.yaml"], description="Device profiles (`devices/*.yaml`) to profile on, in order; each must exist when the recipe loads.")
+    threads: Optional[list[Threads]] = Field(None, min_length=1, description="Thread counts to measure with (default: each device profile's own list).")
 
 
 class GateSection(Section):
-    max_int8_drop: float = Field(1.0, ge=0, description="Largest allowed int8 top-1 drop vs float in the same report, in points, per runtime.")
-    baseline: Optional[str] = Field(None, description="Baseline report to compare against.")
-    max_drop_vs_baseline: float = Field(0.5, ge=0, description="Largest allowed top-1 drop vs the baseline, in points.")
-    max_latency_ratio_increase: Optional[float] = Field(None, ge=0, description="Largest allowed relative rise of int8/float latency ratio vs the baseline (0.1 = 10%).")
-    max_size_increase: Optional[float] = Field(None, ge=0, description="Largest allowed relative growth of an artifact's size vs the baseline.")
+    max_int8_drop: FiniteFloat = Field(1.0, ge=0, le=100, description="Largest allowed int8 top-1 drop vs float in the same report, in points, per runtime.")
+    baseline: Optional[str] = Field(None, description="Baseline report to compare against (must exist when given).")
+    max_drop_vs_baseline: FiniteFloat = Field(0.5, ge=0, le=100, description="Largest allowed top-1 drop vs the baseline, in points.")
+    max_latency_ratio_increase: Optional[FiniteFloat] = Field(None, ge=0, le=1000, description="Largest allowed relative rise of int8/float latency ratio vs the baseline (0.1 = 10%).")
+    max_size_increase: Optional[FiniteFloat] = Field(None, ge=0, le=1000, description="Largest allowed relative growth of an artifact's size vs the baseline.")
 
 
 class Recipe(Section):
-    name: Optional[str] = Field(None, description="Build name; default: the recipe file's stem. The build directory is `builds/<name>`.")
-    seed: int = Field(0, ge=0, description="Seed for subsets, initialisation, shuffling and augmentation.")
+    name: Optional[str] = Field(None, description="Build name, a plain name (letters, digits, `_ . + -`; no `/`, no `..`, not starting with `.` or `-`); default: the recipe file's stem. The build directory is `builds/<name>`.")
+    seed: StrictInt = Field(0, ge=0, le=2**32 - 1, description="Seed for subsets, initialisation, shuffling and augmentation.")
     model: ModelSection = Field(default_factory=ModelSection, description="The network.")
     data: DataSection = Field(default_factory=DataSection, description="Dataset and preprocessing.")
     train: TrainSection = Field(default_factory=TrainSection, description="Float training.")
@@ -121,3 +226,27 @@ class Recipe(Section):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection, description="Accuracy inside the runtimes.")
     profile: ProfileSection = Field(default_factory=ProfileSection, description="Latency on devices.")
     gate: GateSection = Field(default_factory=GateSection, description="CI accuracy-regression gate thresholds.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: Optional[str]) -> Optional[str]:
+        if name is not None and (not _PLAIN_NAME.fullmatch(name) or ".." in name):
+            raise ValueError("must be a plain name: letters, digits, '_', '.', '+', '-', at most 100, not starting "
+                             "with '.' or '-', no '/' or '..' (it names the folder builds/<name>)")
+        return name
+
+    @model_validator(mode="after")
+    def _int8_check_covers_every_format(self) -> "Recipe":
+        """``export.require_int8_kernels`` is checked by the runtimes that evaluate: each format needs one."""
+        from edgekit.formats import FORMATS
+
+        if not self.export.require_int8_kernels:
+            return self
+        for fmt in self.export.formats:
+            loaders = FORMATS[fmt].runtimes
+            if not set(loaders) & set(self.evaluate.runtimes):
+                raise _error("int8_check_coverage", ("evaluate", "runtimes"),
+                             f"export.formats has {fmt}, which only {' or '.join(loaders)} loads, so with "
+                             f"export.require_int8_kernels its int8 kernels would go unchecked: add {loaders[0]} "
+                             f"to evaluate.runtimes or set export.require_int8_kernels: false", self.evaluate.runtimes)
+        return self
