@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgekitError as exc:
         print(f"edgekit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `edgekit inspect ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("\nedgekit: interrupted; finished stages and the last checkpoint are kept: "
               "rerun the same command to resume", file=sys.stderr)
@@ -94,8 +98,9 @@ def _inspect(args) -> int:
         print(json.dumps(cost.to_json(), indent=2))
     else:
         section = recipe.model
-        print(f"{section.arch} α={section.alpha} ρ={section.resolution} classes={section.num_classes} "
-              f"conv={section.conv} shallow={section.shallow}\n")
+        options = " ".join(f"{key}={value}" for key, value in section.options.items() if key != "alpha")
+        width = f"α={section.options['alpha']} " if "alpha" in section.options else ""
+        print(f"{section.arch} {width}ρ={section.resolution} classes={section.num_classes} {options}\n")
         print(format_table(cost))
     return 0
 

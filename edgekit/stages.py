@@ -21,10 +21,8 @@ def model_from_recipe(recipe: Recipe):
     from edgekit.models import create_model
 
     section = recipe.model
-    return create_model(
-        section.arch, alpha=section.alpha, num_classes=section.num_classes, activation=section.activation,
-        conv=section.conv, shallow=section.shallow, padding=section.padding, dropout=section.dropout,
-    )
+    return create_model(section.arch, num_classes=section.num_classes, activation=section.activation,
+                        dropout=section.dropout, **section.options)
 
 
 def model_summary(recipe: Recipe) -> dict:
@@ -32,7 +30,7 @@ def model_summary(recipe: Recipe) -> dict:
 
     cost = profile_model(model_from_recipe(recipe), recipe.model.resolution)
     section = recipe.model
-    return {"arch": section.arch, "alpha": section.alpha, "resolution": section.resolution,
+    return {"arch": section.arch, **section.options, "resolution": section.resolution,
             "num_classes": section.num_classes, "macs": cost.macs, "params": cost.params}
 
 

@@ -20,6 +20,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, 
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edgekit.errors import excerpt, suggest
+from edgekit.formats import FORMATS, runtime_names
 
 DEFAULT_FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 
@@ -189,15 +190,20 @@ class QuantizeSection(Section):
     freeze_observers_after: FiniteFloat = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
 
 
+# read from the format table, so a new format row is a valid value with no edit here
+FormatName = Literal[tuple(FORMATS)]
+RuntimeName = Literal[tuple(runtime_names())]
+
+
 class ExportSection(Section):
-    formats: list[Literal["tflite", "onnx"]] = Field(["tflite", "onnx"], min_length=1, description="File formats to export.")
+    formats: list[FormatName] = Field(list(FORMATS), min_length=1, description="File formats to export.")
     tflite_io: Literal["int8", "float32"] = Field("int8", description="Input/output tensor type of int8 .tflite files. `float32` adds a QUANTIZE op at the input and a DEQUANTIZE at the output (like TFLiteConverter's `inference_input_type=tf.float32`) for apps that feed float images; outputs are identical.")
     onnx_opset: StrictInt = Field(17, ge=17, le=30, description="ONNX opset (17 or newer).")
     require_int8_kernels: bool = Field(True, description="Fail the build when a conv or matmul of an int8 model runs as a float kernel. Needs `evaluate.runtimes` to cover every format in `export.formats`.")
 
 
 class EvaluateSection(Section):
-    runtimes: list[Literal["onnxruntime", "litert"]] = Field(["onnxruntime", "litert"], description="Runtimes that evaluate the exported files.")
+    runtimes: list[RuntimeName] = Field(["onnxruntime", "litert"], description="Runtimes that evaluate the exported files.")
     threads: Threads = Field(2, description="Runtime threads during evaluation.")
     max_samples: Optional[StrictInt] = Field(None, ge=1, le=MAX_COUNT, description="Evaluate on at most this many test images (default: `data.max_eval_samples`, else all).")
 
