@@ -41,7 +41,7 @@ from edgekit.errors import UserInputError, suggest
 from edgekit.models._registry import register_model
 from edgekit.recipe.schema import FiniteFloat, ModelOptions
 
-__all__ = ["MobileNetV1", "ConvBnAct", "DepthwiseSeparable", "Conv2dSame", "scale_channels", "default_cfgs"]
+__all__ = ["MobileNetV1", "ConvBnAct", "DepthwiseSeparable", "Conv2dSame", "scale_channels"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6}
 CONV_TYPES = ("separable", "standard")
@@ -155,7 +155,6 @@ class MobileNetV1(nn.Module):
         _validate_args(alpha, num_classes, in_chans, activation, conv, dropout, padding)
         self.alpha = alpha
         self.num_classes = num_classes
-        self.default_cfg = dict(default_cfgs["mobilenet_v1"], num_classes=num_classes, in_chans=in_chans)
 
         self.features = _build_features(alpha, in_chans, ACTIVATIONS[activation], conv, shallow, padding)
         self.num_features = _last_out_channels(self.features)
@@ -180,7 +179,6 @@ class MobileNetV1(nn.Module):
         """Replace the FC layer, e.g. to fine-tune ImageNet weights on another label set."""
         _check_num_classes(num_classes)
         self.num_classes = num_classes
-        self.default_cfg["num_classes"] = num_classes
         device = self.classifier.weight.device
         self.classifier = nn.Linear(self.num_features, num_classes, device=device)
         _init_linear(self.classifier)
@@ -256,22 +254,6 @@ def _validate_args(alpha, num_classes, in_chans, activation, conv, dropout, padd
     _check_choice("padding", padding, PADDINGS)
     if not _is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise UserInputError(f"mobilenet_v1: dropout must be a number in [0, 1), got {dropout!r}")
-
-
-default_cfgs = {
-    "mobilenet_v1": {
-        "num_classes": 1000,
-        "in_chans": 3,
-        "input_size": (3, 224, 224),
-        "mean": (0.5, 0.5, 0.5),
-        "std": (0.5, 0.5, 0.5),
-        "interpolation": "bilinear",
-        "crop_pct": 0.875,
-        "first_conv": "features.stem.conv",
-        "classifier": "classifier",
-        "paper": "https://arxiv.org/abs/1704.04861",
-    },
-}
 
 
 def _create_mobilenet_v1(variant: str, **kwargs) -> MobileNetV1:

@@ -125,19 +125,10 @@ def test_spatial_size_follows_resolution():
 
 def test_in_chans_reaches_first_conv():
     model = create_model("mobilenet_v1", alpha=0.25, in_chans=1, num_classes=4).eval()
-    first_conv = model.get_submodule(model.default_cfg["first_conv"])
+    first_conv = model.features.stem.conv
     assert first_conv.in_channels == 1
     with torch.no_grad():
         assert model(torch.randn(1, 1, 32, 32)).shape == (1, 4)
-
-
-def test_default_cfg_names_real_modules():
-    model = _on_meta(num_classes=10)
-    cfg = model.default_cfg
-    assert isinstance(model.get_submodule(cfg["first_conv"]), nn.Conv2d)
-    assert model.get_submodule(cfg["classifier"]) is model.classifier
-    assert cfg["num_classes"] == 10 and cfg["input_size"] == (3, 224, 224)
-    assert len(cfg["mean"]) == len(cfg["std"]) == 3
 
 
 @pytest.mark.parametrize("activation, act_type", [("relu", nn.ReLU), ("relu6", nn.ReLU6)])
@@ -183,7 +174,7 @@ def test_dropout_and_reset_classifier():
     model.reset_classifier(3)
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 3)
-    assert model.default_cfg["num_classes"] == 3
+    assert model.num_classes == 3
 
 
 def test_head_reshapes_instead_of_flatten():
