@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 from pathlib import Path
 
 DESCRIPTION = """Check a build's report.json for accuracy regressions: int8 top-1 vs float in the same
 report (per runtime), top-1 vs a baseline, and optionally the int8/float latency ratio and the artifact sizes
 vs the baseline. Thresholds default to the recipe's gate: section; flags override them. Exit 0: pass,
-1: a regression, 2: a missing/corrupt report or baseline."""
+1: a regression, an incomplete report (a build that did not finish) or a gate that checked nothing,
+2: a missing/corrupt report or baseline, or an output file that cannot be written."""
 
 
 def add_parser(commands) -> argparse.ArgumentParser:
@@ -45,6 +48,9 @@ def _gate(args) -> int:
     from edgekit.gate import run_gate
     from edgekit.gate.junit import write_junit
 
+    for flag, path in (("--junit", args.junit), ("--write-baseline", args.write_baseline)):
+        if path is not None:
+            check_output_file(path, flag)
     result = run_gate(
         args.report, baseline=args.baseline, max_int8_drop=args.max_int8_drop,
         max_drop_vs_baseline=args.max_drop_vs_baseline, max_latency_ratio_increase=args.max_latency_ratio_increase,
@@ -54,6 +60,34 @@ def _gate(args) -> int:
         write_junit(result, args.junit)
     print(json.dumps(result.to_json(), indent=2) if args.json else result.text())
     return result.exit_code
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Raise UserInputError (exit 2) before any work unless ``path`` can be written as a file: not a
+    directory, not below a file, in a directory this process may write (created when missing)."""
+    from edgekit.artifacts import make_output_dir
+    from edgekit.errors import UserInputError
+
+    try:
+        if path.is_dir():
+            raise UserInputError(f"{flag} {path}: is a directory, not a file")
+        make_output_dir(path.parent, flag)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise UserInputError(f"{flag} {path}: the file is not writable")
+        _probe_write(path, flag)
+    except OSError as exc:  # e.g. a name too long
+        raise UserInputError(f"{flag} {path}: cannot use this path ({exc.strerror or exc})") from None
+
+
+def _probe_write(path: Path, flag: str) -> None:
+    """Create and drop a file beside ``path``: the one sure test (root passes os.access everywhere)."""
+    from edgekit.errors import UserInputError
+
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"{flag} {path}: cannot write in {path.parent} ({exc.strerror or exc})") from None
 
 
 def _non_negative(text: str) -> float:

@@ -9,17 +9,20 @@ from edgekit.artifacts import write_atomically
 
 
 def junit_xml(result) -> str:
-    """``result`` is a GateResult; every check becomes a testcase named by its kind and subject."""
+    """``result`` is a GateResult; every check becomes a testcase named by its kind and subject; a "not
+    comparable" check is a skipped testcase."""
     checks = result.checks
-    failures = sum(not check.passed for check in checks)
+    failures, skipped = len(result.failures()), len(result.not_comparable())
     suites = ET.Element("testsuites", name="edgekit gate", tests=str(len(checks)), failures=str(failures))
     suite = ET.SubElement(suites, "testsuite", name=f"edgekit gate {result.report_path}",
-                          tests=str(len(checks)), failures=str(failures), errors="0", skipped="0")
+                          tests=str(len(checks)), failures=str(failures), errors="0", skipped=str(skipped))
     for check in checks:
-        case = ET.SubElement(suite, "testcase", classname=f"edgekit.gate.{check.kind}", name=check.name)
-        if not check.passed:
+        case = ET.SubElement(suite, "testcase", classname=f"edgekit.gate.{check.kind}", name=check.name or check.title)
+        if check.failed:
             failure = ET.SubElement(case, "failure", message=check.line(), type=check.kind)
             failure.text = check.line()
+        elif not check.passed:  # not comparable: shown as skipped, with the reason
+            ET.SubElement(case, "skipped", message=check.line())
     if result.notes:
         ET.SubElement(suite, "system-out").text = "\n".join(result.notes)
     ET.indent(suites)

@@ -71,7 +71,7 @@ def check_inputs_file(path: Path | None) -> None:
         raise UserInputError(f"--inputs {path}: cannot read it: {exc.strerror or exc}") from None
 
 
-COLUMNS = ("artifact", "device", "runtime", "threads", "mode", "p50 ms", "p90 ms", "M instr", "spread %", "runs",
+COLUMNS = ("artifact", "device", "runtime", "threads", "obtained", "p50 ms", "p90 ms", "M instr", "spread %", "runs",
            "x float")
 TEXT_COLUMNS = {0, 1, 2, 4}
 
@@ -82,7 +82,7 @@ def format_table(entries: list[dict]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(width) if i in TEXT_COLUMNS else cell.rjust(width) for i, (cell, width)
                        in enumerate(zip(row, widths))).rstrip() for row in rows]
-    notes = {entry["mode"] for entry in entries} - {"real"}
+    notes = {entry["obtained"] for entry in entries} - {"real"}
     if "emulated" in notes:
         lines.append("emulated: instructions counted under qemu; no latency (wall time under emulation means nothing)")
     if "simulated" in notes:
@@ -91,11 +91,11 @@ def format_table(entries: list[dict]) -> str:
 
 
 def _row(entry: dict) -> tuple[str, ...]:
-    latency = entry["latency_ms"] or {}
-    instructions = entry["instructions_per_inference"]
+    latency = (entry["distribution"] or {}) if entry["metric"] == "latency" and entry["obtained"] == "real" else {}
+    instructions = entry["value"] if entry["metric"] == "instructions" else None
     return (
         Path(entry["artifact"]).name, entry["device"], f"{entry['runtime']}/{entry['delegate']}",
-        str(entry["threads"]), entry["mode"], _number(latency.get("p50")), _number(latency.get("p90")),
+        str(entry["threads"]), entry["obtained"], _number(latency.get("p50")), _number(latency.get("p90")),
         _number(instructions / 1e6 if instructions else None), _number(entry["spread_pct"], 1),
         str(entry["runs"]), _number(entry["ratio_to_float"], 2),
     )

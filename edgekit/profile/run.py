@@ -3,7 +3,9 @@
 Every int8 artifact is measured next to its float twin on the same target in the same session,
 interleaved round by round (float, int8, float, int8, ...), so that both see the same machine state;
 each artifact's p50 is the median of its rounds' p50s and ``spread_pct`` says how far the rounds lie apart.
-Emulated targets count instructions instead (latency null); simulated ones give no device latency.
+Each entry holds one typed measurement (metric, unit, value, distribution, obtained: real, emulated,
+simulated): latency on real devices, instructions per inference under emulation, the simulator's wall
+time (not a device latency) on simulators.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgekit.errors import UserInputError
+from edgekit.formats import format_for_path
 from edgekit.profile.devices import DeviceProfile
+from edgekit.report.schema import measurement
 from edgekit.targets import Target, TargetError, TargetUnavailable, make_target
 from edgekit.targets.local import last_line
 
 ONDEVICE_SCRIPT = Path(__file__).with_name("ondevice.py")
-RUNTIME_BY_SUFFIX = {".onnx": "onnxruntime", ".tflite": "litert"}
 REPLICATION_LIMIT_PCT = 5.0  # MLPerf Mobile: results must replicate within 5%
-LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std")
+DISTRIBUTION_KEYS = ("p50", "p90", "p99", "mean", "std")
+RATIO_METRICS = ("latency", "instructions", "cycles")  # device costs: an int8/float ratio of them means something
 
 
 @dataclass
@@ -97,10 +101,7 @@ def _twin_of(path: Path, float_twins: dict[str, Path]) -> Optional[Path]:
 def _runtime_of(path: Path) -> str:
     if not path.is_file():
         raise UserInputError(f"{path}: artifact not found")
-    runtime = RUNTIME_BY_SUFFIX.get(path.suffix.lower())
-    if runtime is None:
-        raise UserInputError(f"{path}: cannot profile a '{path.suffix}' file (expected {', '.join(RUNTIME_BY_SUFFIX)})")
-    return runtime
+    return format_for_path(path).runtime
 
 
 def _groups_for_device(groups: list[Group], profile: DeviceProfile, log) -> list[Group]:
@@ -181,22 +182,19 @@ def _measure_group(runner: _Runner, group: Group, delegate: str, threads: int) -
 
 def _summarise(artifact: Path, outputs: list[dict], profile: DeviceProfile, target: Target,
               delegate: str, threads: int) -> dict:
-    """One report entry from the JSON of each round of one artifact."""
+    """One report entry from the JSON of each round of one artifact: the typed measurement
+    (metric, unit, value, distribution, obtained) and the context it was measured in."""
     first = outputs[0]
-    real = not (target.emulated or target.simulated)
-    wall = _median_latency(outputs)
-    counts = [out.get("instructions_per_inference") for out in outputs]
-    per_round = counts if target.emulated else [_p50(out) for out in outputs]
+    typed = _measurement(outputs, _obtained(target))
+    notes = [out["latency_note"] for out in outputs if out.get("latency_note")]
     return {
         "artifact": str(artifact), "device": profile.name, "kind": profile.kind, "cpu": profile.cpu,
         "runtime": first.get("runtime"), "runtime_version": first.get("runtime_version"),
         "delegate": delegate, "delegate_applied": first.get("delegate") or first.get("provider"), "threads": threads,
-        "mode": "emulated" if target.emulated else "simulated" if target.simulated else "real",
-        "emulated": target.emulated, "simulated": target.simulated,
-        "latency_ms": wall if real else None,
-        "simulator_wall_ms": _median([(out.get("simulated_ms") or {}).get("p50") for out in outputs]),
-        "instructions_per_inference": _median(counts) if target.emulated else None,
-        "spread_pct": _spread_pct(per_round), "rounds": [_round_summary(out) for out in outputs],
+        **typed, **({"note": notes[0]} if notes else {}),
+        "harness_instructions": _median([out.get("harness_instructions") for out in outputs]),  # subtracted already
+        "spread_pct": _spread_pct([_round_value(out, typed["obtained"]) for out in outputs]),
+        "rounds": [_round_summary(out, typed["obtained"]) for out in outputs],
         "runs": sum(out.get("runs") or 0 for out in outputs),
         "seconds": round(sum(out.get("seconds") or 0.0 for out in outputs), 3),
         "init_ms": _median([out.get("init_ms") for out in outputs]),
@@ -208,32 +206,48 @@ def _summarise(artifact: Path, outputs: list[dict], profile: DeviceProfile, targ
     }
 
 
-def _p50(output: dict) -> Optional[float]:
-    """Latency p50 of one round (the simulator's wall time when simulated: only its spread is used)."""
-    return (output.get("latency_ms") or output.get("simulated_ms") or {}).get("p50")
+def _obtained(target: Target) -> str:
+    return "emulated" if target.emulated else "simulated" if target.simulated else "real"
 
 
-def _round_summary(output: dict) -> dict:
-    latency = output.get("latency_ms") or {}
-    return {"order": output["order"], "p50_ms": latency.get("p50"), "p90_ms": latency.get("p90"),
-            "instructions_per_inference": output.get("instructions_per_inference"), "runs": output.get("runs"),
+def _measurement(outputs: list[dict], obtained: str) -> dict:
+    """Instructions per inference under emulation, the simulator's wall time on a simulator (no device
+    latency), the latency on a real device; each round's figures are combined by their median."""
+    if obtained == "emulated":
+        value = _median([out.get("instructions_per_inference") for out in outputs])
+        return measurement("instructions", "instructions", value, None, obtained)
+    source = "simulated_ms" if obtained == "simulated" else "latency_ms"
+    distribution = _median_distribution([out.get(source) for out in outputs])
+    metric = "simulator_wall_time" if obtained == "simulated" else "latency"
+    return measurement(metric, "ms", distribution and distribution["p50"], distribution, obtained)
+
+
+def _round_value(output: dict, obtained: str) -> Optional[float]:
+    """One round's headline figure, in the entry's unit."""
+    if obtained == "emulated":
+        return output.get("instructions_per_inference")
+    return (output.get("simulated_ms" if obtained == "simulated" else "latency_ms") or {}).get("p50")
+
+
+def _round_summary(output: dict, obtained: str) -> dict:
+    return {"order": output["order"], "value": _round_value(output, obtained), "runs": output.get("runs"),
             "seconds": output.get("seconds")}
 
 
-def _median_latency(outputs: list[dict]) -> Optional[dict]:
-    latencies = [out.get("latency_ms") for out in outputs]
-    if not all(latencies):
+def _median_distribution(distributions: list[Optional[dict]]) -> Optional[dict]:
+    """The median of each statistic over the rounds (min: the smallest); None when a round has none."""
+    if not distributions or not all(distributions):
         return None
-    summary = {key: _median([latency.get(key) for latency in latencies]) for key in LATENCY_KEYS}
-    summary["min"] = min((latency["min"] for latency in latencies if latency.get("min") is not None), default=None)
+    summary = {key: _median([one.get(key) for one in distributions]) for key in DISTRIBUTION_KEYS}
+    summary["min"] = min((one["min"] for one in distributions if one.get("min") is not None), default=None)
     return summary
 
 
 def _ratio(entry: dict, float_entry: dict) -> Optional[float]:
-    """int8 / float p50 on real hardware, instruction ratio under emulation, None when simulated."""
-    def cost(one: dict):
-        return one["instructions_per_inference"] if one["emulated"] else (one["latency_ms"] or {}).get("p50")
-    int8_cost, float_cost = cost(entry), cost(float_entry)
+    """int8 / float value of the same metric; None for a simulator's wall time, which is no device cost."""
+    if entry["metric"] != float_entry["metric"] or entry["metric"] not in RATIO_METRICS:
+        return None
+    int8_cost, float_cost = entry["value"], float_entry["value"]
     return round(int8_cost / float_cost, 4) if int8_cost and float_cost else None
 
 
@@ -280,15 +294,18 @@ def _log_group(entries: list[dict], log) -> None:
 
 def describe_entry(entry: dict) -> str:
     """One line that says device, runtime, delegate, threads and real/emulated/simulated next to the number."""
-    where = f"{entry['device']} {entry['runtime']}/{entry['delegate']} {entry['threads']}t [{entry['mode']}]"
-    if entry["latency_ms"]:
-        value = f"p50 {entry['latency_ms']['p50']:.3f} ms"
-    elif entry["instructions_per_inference"]:
-        value = f"{entry['instructions_per_inference'] / 1e6:.3f} M instructions/inference"
-    elif entry["simulator_wall_ms"]:
-        value = f"ran; simulator wall time {entry['simulator_wall_ms']:.1f} ms (not a device latency)"
+    where = f"{entry['device']} {entry['runtime']}/{entry['delegate']} {entry['threads']}t [{entry['obtained']}]"
+    value = entry["value"]
+    if value is None:
+        text = "ran; no device latency"
+    elif entry["metric"] == "latency":
+        text = f"p50 {value:.3f} ms" + ("" if entry["obtained"] == "real" else f" ({entry['obtained']})")
+    elif entry["metric"] == "instructions":
+        text = f"{value / 1e6:.3f} M instructions/inference"
+    elif entry["metric"] == "simulator_wall_time":
+        text = f"ran; simulator wall time {value:.1f} ms (not a device latency)"
     else:
-        value = "ran; no device latency"
+        text = f"{entry['metric']} {value:g} {entry['unit']}"
     spread = f" ±{entry['spread_pct']:.1f}%" if entry["spread_pct"] is not None else ""
     ratio = f", x{entry['ratio_to_float']:.2f} vs float" if entry["ratio_to_float"] is not None else ""
-    return f"{where}: {Path(entry['artifact']).name} {value}{spread}{ratio}"
+    return f"{where}: {Path(entry['artifact']).name} {text}{spread}{ratio}"

@@ -1,8 +1,8 @@
 """Render ``report.json`` as one self-contained ``report.html``: tables and inline SVG plots, no JavaScript.
 
-Every number says where it came from (device, runtime, threads, real / emulated / simulated). A time
-measured under emulation or simulation is never shown as a latency: those rows show instructions per
-inference. A section with no data says so in one line. The page's Content-Security-Policy forbids any
+Every number says where it came from (device, runtime, delegate, threads, real / emulated / simulated /
+estimated) and what it is (its metric and unit). Only a latency measured on the real device is shown as
+a latency: an emulated or simulated row shows its own metric (instructions per inference, ...). A section with no data says so in one line. The page's Content-Security-Policy forbids any
 external load, so a stray asset reference would show up as a console error (the rendering test looks).
 """
 
@@ -15,9 +15,10 @@ from pathlib import Path
 
 from edgekit.artifacts import write_atomically
 from edgekit.report import plots
+from edgekit.report.schema import upgrade_report
 from edgekit.report.summary import (
-    accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, kernel_text,
-    measurement_kind, ratio_text, shows_latency,
+    accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, incomplete_text, is_device_latency,
+    kernel_text, metric_label, ratio_text,
 )
 
 STYLE = """
@@ -39,6 +40,7 @@ def write_html(report: dict, path: Path) -> Path:
 
 
 def render_html(report: dict) -> str:
+    report = upgrade_report(report)
     name = report.get("recipe", {}).get("name") or "build"
     sections = [_model_card(report), _accuracy_section(report), _kernel_section(report), _size_section(report),
                 _latency_section(report), _training_section(report), _stages_section(report)]
@@ -146,40 +148,76 @@ def _latency_section(report: dict) -> str:
 
 def _device_block(report: dict, device: str) -> str:
     profiles = [p for p in report["profiles"] if p["device"] == device]
-    kinds = sorted({measurement_kind(p) for p in profiles})
+    kinds = sorted({p["obtained"] for p in profiles})
     rows = [_latency_row(report, profile) for profile in profiles]
-    headers = ["artifact", "runtime", "precision", "threads", "measured", "p50 ms", "p90 ms", "p99 ms",
-               "mean ± std ms", "min ms", "instr / inference", "runs", "int8/float", "init ms",
-               "1st run ms", "peak RSS MB"]
+    headers = ["artifact", "runtime", "delegate", "precision", "threads", "obtained", "p50 ms", "p90 ms", "p99 ms",
+               "mean ± std ms", "min ms", "measured", "runs", "int8/float", "init ms", "1st run ms", "peak RSS MB"]
     host = profiles[0].get("host") or {}
     host_text = ", ".join(f"{key}={value}" for key, value in host.items()) or "not recorded"
     parts = [f"<h3>{escape(device)} ({escape(', '.join(kinds))})</h3>", _table(headers, rows),
              f'<p class="note">host: {escape(host_text)}</p>']
-    if any(kind != "real" for kind in kinds):
-        parts.append('<p class="note">Emulated and simulated runs report instructions per inference; their '
-                     'wall-clock times are not device latencies and are not shown.</p>')
-    parts.append(_accuracy_latency_plot(report, device, profiles))
+    if any(not is_device_latency(p) for p in profiles):
+        parts.append('<p class="note">Only latencies measured on the real device fill the ms columns. Emulated and '
+                     'simulated runs report their own metric (instructions per inference, ...); their wall-clock '
+                     'times are not device latencies and are not shown.</p>')
+    parts += [note for note in dict.fromkeys(_note_text(p) for p in profiles) if note]
+    for group in _measurement_groups(profiles):
+        parts.append(_accuracy_latency_plot(report, device, group))
     parts += [_per_node_plot(profile, index) for index, profile in enumerate(profiles) if profile.get("per_node")]
     return "".join(parts)
 
 
+def _measurement_groups(profiles: list[dict]) -> list[list[dict]]:
+    """Profiles that measured the same metric the same way: one accuracy plot each."""
+    groups: dict[tuple, list[dict]] = {}
+    for profile in profiles:
+        groups.setdefault((profile["metric"], profile["unit"], profile["obtained"]), []).append(profile)
+    return list(groups.values())
+
+
+def _note_text(profile: dict) -> str:
+    if not profile.get("note"):
+        return ""
+    return (f'<p class="note">{escape(profile["artifact"])} ({escape(profile["runtime"])}/'
+            f'{escape(str(profile["delegate"]))}): {escape(profile["note"])}</p>')
+
+
 def _latency_row(report: dict, profile: dict) -> list:
-    kind = measurement_kind(profile)
-    instructions = profile.get("instructions_per_inference")
-    head = [profile["artifact"], profile["runtime"], _precision_of(report, profile), profile["threads"], kind]
-    tail = ["-" if instructions is None else _Cell(f"{instructions:,}", "n"), profile["runs"], _ratio_cell(profile)]
+    obtained = profile["obtained"]
+    head = [profile["artifact"], profile["runtime"], profile["delegate"] or "not recorded",
+            _precision_of(report, profile), profile["threads"], obtained]
+    tail = [_Cell(_measured_text(profile), "n"), profile["runs"], _ratio_cell(profile)]
     rss = "-" if profile.get("peak_rss_mb") is None else _num(profile["peak_rss_mb"], 1)
-    if kind != "real":  # a time under emulation or simulation is no latency: one grey cell instead of numbers
-        # and the emulator's (or simulator host's) memory is not the device's
-        return [*head, _Cell(f"not a latency ({kind}): see instructions", "na", 5), *tail, _Cell("n/a", "na", 3)]
-    latency = profile["latency_ms"] or {}
+    if not is_device_latency(profile):  # no device latency: one grey cell instead of the ms columns
+        grey = _Cell(f"not a latency ({obtained}): see {metric_label(profile['metric'])}", "na", 5)
+        if obtained != "real":  # and the emulator's (or simulator host's) memory is not the device's
+            return [*head, grey, *tail, _Cell("n/a", "na", 3)]
+        return [*head, grey, *tail, *_wall_times(profile), rss]
+    latency = profile["distribution"] or {}
 
     def ms(value):
         return "-" if value is None else _num(value, 3)
 
-    spread = f"{latency['mean']:.3f} ± {latency['std']:.3f}" if latency else "-"
+    spread = (f"{latency['mean']:.3f} ± {latency['std']:.3f}"
+              if latency.get("mean") is not None and latency.get("std") is not None else "-")
     return [*head, *(ms(latency.get(k)) for k in ("p50", "p90", "p99")), _Cell(spread, "n"), ms(latency.get("min")),
-            *tail, ms(profile.get("init_ms")), ms(profile.get("first_inference_ms")), rss]
+            *tail, *_wall_times(profile), rss]
+
+
+def _wall_times(profile: dict) -> list:
+    return ["-" if profile.get(key) is None else _num(profile[key], 3) for key in ("init_ms", "first_inference_ms")]
+
+
+def _measured_text(profile: dict) -> str:
+    """The entry's value with its metric and unit, e.g. '2,460,000 instructions' or 'latency p50 0.700 ms'."""
+    value = profile["value"]
+    if value is None:
+        return f"{metric_label(profile['metric'])}: not obtained"
+    number = f"{value:,}" if float(value).is_integer() else f"{value:,.3f}"
+    statistic = " p50" if profile["distribution"] else ""
+    if profile["metric"] == "instructions":
+        return f"{number} instructions per inference"
+    return f"{metric_label(profile['metric'])}{statistic} {number} {profile['unit']}"
 
 
 def _ratio_cell(profile: dict) -> str:
@@ -189,37 +227,43 @@ def _ratio_cell(profile: dict) -> str:
 
 
 def _accuracy_latency_plot(report: dict, device: str, profiles: list[dict]) -> str:
-    by_instructions = any(measurement_kind(p) != "real" for p in profiles)
+    """Top-1 against the value of ``profiles`` (all of one metric, obtained one way)."""
     float_series = plots.Series("float32", plots.FLOAT_COLOR)
     int8_series = plots.Series("int8", plots.INT8_COLOR, marker="square")
     for profile in profiles:
         entry = accuracy_for(report, profile["artifact"], profile["runtime"])
-        x = (profile.get("instructions_per_inference") if by_instructions
-             else (profile["latency_ms"] or {}).get("p50"))
-        if entry is None or x is None:
+        if entry is None or profile["value"] is None:
             continue
         series = int8_series if entry["precision"] == "int8" else float_series
-        series.points.append((x, entry["top1"]))
-        series.labels.append(f"{artifact_key(report, profile['artifact'])} {profile['runtime']} {entry['method']}")
+        series.points.append((profile["value"], entry["top1"]))
+        series.labels.append(f"{artifact_key(report, profile['artifact'])} {profile['runtime']}/{profile['delegate']} "
+                             f"{profile['threads']}t {entry['method']}")
     series = [s for s in (float_series, int8_series) if s.points]
+    first = profiles[0]
+    what = metric_label(first["metric"])
     if not series:
-        return _absent(f"accuracy vs latency on {device} (no profiled artifact has an accuracy entry)")
-    x_label = ("instructions per inference (emulated: not a latency)" if by_instructions
-               else "p50 latency, ms (real device)")
-    title = f"Top-1 vs {'instructions' if by_instructions else 'latency'} on {device}"
-    return plots.scatter_svg(f"plot-accuracy-latency-{_slug(device)}", title, series, x_label, "top-1 %")
+        return _absent(f"accuracy vs {what} on {device} (no profiled artifact has an accuracy entry)")
+    if is_device_latency(first):
+        x_label, title, svg_id = "p50 latency, ms (real device)", f"Top-1 vs latency on {device}", device
+    else:
+        per = " per inference" if first["metric"] in ("instructions", "cycles") else ""
+        x_label = f"{what}{per}, {first['unit']} ({first['obtained']}: not a latency)"
+        if first["metric"] == "instructions":
+            x_label = f"instructions per inference ({first['obtained']}: not a latency)"
+        title, svg_id = f"Top-1 vs {what} on {device} ({first['obtained']})", f"{device}-{first['metric']}"
+    return plots.scatter_svg(f"plot-accuracy-latency-{_slug(svg_id)}", title, series, x_label, "top-1 %")
 
 
 def _per_node_plot(profile: dict, index: int) -> str:
-    real = shows_latency(profile)
+    real = is_device_latency(profile)
     field, unit = ("ms", "ms per inference") if real else ("instructions", "instructions per inference")
     nodes = sorted((n for n in profile["per_node"] if n.get(field) is not None), key=lambda n: -n[field])
     if not nodes:
         return _absent(f"per-layer {unit} for {profile['artifact']} on {profile['device']}")
     bars = [(f"{n['name']}" + (f" ({n['op']})" if n.get("op") else ""), n[field], plots.PALETTE[2])
             for n in nodes[:TOP_NODES]]
-    title = (f"Top layers of {profile['artifact']} on {profile['device']} ({profile['runtime']}, "
-             f"{profile['threads']} threads, {measurement_kind(profile)})")
+    title = (f"Top layers of {profile['artifact']} on {profile['device']} ({profile['runtime']}/"
+             f"{profile['delegate']}, {profile['threads']} threads, {profile['obtained']})")
     return plots.bar_svg(f"plot-per-node-{_slug(profile['device'])}-{index}", title, bars, unit)
 
 
@@ -238,6 +282,8 @@ def _training_section(report: dict) -> str:
 def _stages_section(report: dict) -> str:
     rows = [[s["name"], s["status"], _num(s["seconds"], 1), s["key"][:12]] for s in report.get("stages", [])]
     body = _table(["stage", "status", "seconds", "cache key"], rows) if rows else _absent("stages")
+    if not report["build"]["complete"]:
+        body = f'<p class="fail">{escape(incomplete_text(report["build"]))}</p>' + body
     if report.get("not_yet_built"):
         body += f'<p class="note">Not built yet: {escape(", ".join(report["not_yet_built"]))}.</p>'
     return _section("Build stages", body)

@@ -58,13 +58,15 @@ def format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def scatter_svg(svg_id: str, title: str, series: list[Series], x_label: str, y_label: str) -> str:
+def scatter_svg(svg_id: str, title: str, series: list[Series], x_label: str, y_label: str,
+                lines: list[Series] = ()) -> str:
+    """Markers per series; ``lines`` (e.g. a Pareto front) are drawn under them as polylines."""
     height = 340
     xs = [x for s in series for x, _ in s.points]
     x_axis = nice_axis(xs + [max(xs) * 1.05], include_zero=True)  # headroom: no point sits on the edge
     y_axis = nice_axis([y for s in series for _, y in s.points])
     plot = _Frame(WIDTH, height, x_axis, y_axis, right_margin=LEGEND_WIDTH)
-    parts = [plot.axes(x_label, y_label)]
+    parts = [plot.axes(x_label, y_label)] + [_polyline(plot, item) for item in lines]
     points = sorted(((x, y, label, item) for item in series
                      for (x, y), label in zip(item.points, item.labels or [""] * len(item.points))),
                     key=lambda point: point[:2])
@@ -75,7 +77,8 @@ def scatter_svg(svg_id: str, title: str, series: list[Series], x_label: str, y_l
             left_half = cx < (plot.left + plot.right) / 2
             parts.append(_text(cx + (8 if left_half else -8), cy + (-8 if index % 2 == 0 else 16), label, size=10,
                                anchor="start" if left_half else "end", color=item.color))
-    parts.append(_legend([(s.name, s.color, s.marker) for s in series], plot.right + 16, MARGIN_TOP + 8))
+    legend = [(s.name, s.color, s.marker) for s in series] + [(s.name, s.color, "line") for s in lines]
+    parts.append(_legend(legend, plot.right + 16, MARGIN_TOP + 8))
     return _svg(svg_id, title, WIDTH, height, parts)
 
 
@@ -104,13 +107,17 @@ def line_svg(svg_id: str, title: str, series: list[Series], x_label: str, y_labe
     plot = _Frame(WIDTH, height, x_axis, y_axis, right_margin=LEGEND_WIDTH)
     parts = [plot.axes(x_label, y_label)]
     for item in series:
-        coords = " ".join(f"{plot.x(x):.1f},{plot.y(y):.1f}" for x, y in item.points)
-        parts.append(f'<polyline points="{coords}" fill="none" stroke="{item.color}" stroke-width="1.8">'
-                     f'<title>{escape(item.name)}</title></polyline>')
+        parts.append(_polyline(plot, item))
         if len(item.points) == 1:
             parts.append(_marker("circle", plot.x(item.points[0][0]), plot.y(item.points[0][1]), item.color, item.name))
     parts.append(_legend([(s.name, s.color, "line") for s in series], plot.right + 16, MARGIN_TOP + 8))
     return _svg(svg_id, title, WIDTH, height, parts)
+
+
+def _polyline(plot: "_Frame", item: Series) -> str:
+    coords = " ".join(f"{plot.x(x):.1f},{plot.y(y):.1f}" for x, y in item.points)
+    return (f'<polyline points="{coords}" fill="none" stroke="{item.color}" stroke-width="1.8">'
+            f'<title>{escape(item.name)}</title></polyline>')
 
 
 class _Frame:

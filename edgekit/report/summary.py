@@ -1,14 +1,18 @@
 """The terminal summary of a build (one row per artifact x runtime), and the report look-ups it shares
-with the HTML page: which artifact an entry names, which profile measured it, what kind of number it is.
+with the HTML page and the gate: which artifact an entry names, which profiles measured it (matched on
+device, runtime, delegate, threads and artifact), what kind of number each one is.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edgekit.formats import FORMATS
 from edgekit.report.plots import format_number
+from edgekit.report.schema import upgrade_report
 
-FORMAT_BY_SUFFIX = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torch", ".pth": "torch"}
+TORCH_SUFFIXES = (".pt", ".pth")
+SHORT_UNITS = {"instructions": "instr"}
 
 
 # --- reading a report ---------------------------------------------------------------------------
@@ -32,31 +36,37 @@ def artifact_format(report: dict, ref: str) -> str:
     artifact = find_artifact(report, ref)
     if artifact:
         return artifact["format"]
-    return FORMAT_BY_SUFFIX.get(Path(ref).suffix, "?")
+    suffix = Path(ref).suffix
+    if suffix in TORCH_SUFFIXES:
+        return "torch"
+    return next((fmt.name for fmt in FORMATS.values() if fmt.suffix == suffix), "?")
 
 
-def measurement_kind(profile: dict) -> str:
-    """real | emulated | simulated: only 'real' times are latencies."""
-    if profile.get("emulated"):
-        return "emulated"
-    return "simulated" if profile.get("simulated") else "real"
+def is_device_latency(profile: dict) -> bool:
+    """Only a latency obtained on the real device is shown as a latency (never an emulated time)."""
+    return profile["metric"] == "latency" and profile["obtained"] == "real" and profile["value"] is not None
 
 
-def shows_latency(profile: dict) -> bool:
-    return measurement_kind(profile) == "real" and profile.get("latency_ms") is not None
+def metric_label(metric: str) -> str:
+    return metric.replace("_", " ")
 
 
 def devices(report: dict) -> list[str]:
     return list(dict.fromkeys(profile["device"] for profile in report.get("profiles", [])))
 
 
-def profile_for(report: dict, artifact: str, runtime: str, device: str) -> dict | None:
+def profile_key(report: dict, profile: dict) -> tuple:
+    """What makes two profiles comparable: (artifact, device, runtime, delegate, threads)."""
+    return (artifact_key(report, profile["artifact"]), profile["device"], profile["runtime"], profile["delegate"],
+            profile["threads"])
+
+
+def profiles_for(report: dict, artifact: str, runtime: str, device: str, threads: int) -> list[dict]:
+    """The profiles of ``artifact`` in ``runtime`` on ``device`` with ``threads`` threads, one per delegate."""
     key = artifact_key(report, artifact)
-    for profile in report.get("profiles", []):
-        if (profile["device"] == device and profile["runtime"] == runtime
-                and artifact_key(report, profile["artifact"]) == key):
-            return profile
-    return None
+    return [profile for profile in report.get("profiles", [])
+            if (profile["device"], profile["runtime"], profile["threads"]) == (device, runtime, threads)
+            and artifact_key(report, profile["artifact"]) == key]
 
 
 def accuracy_for(report: dict, artifact: str, runtime: str) -> dict | None:
@@ -77,21 +87,24 @@ def _entry_for(report: dict, section: str, artifact: str, runtime: str) -> dict 
 
 
 def cost_text(profile: dict) -> str:
-    """p50 in ms on real hardware; instructions per inference otherwise (an emulated time is no latency)."""
-    if shows_latency(profile):
-        return f"{profile['latency_ms']['p50']:#.3g} ms"
-    instructions = profile.get("instructions_per_inference")
-    kind = measurement_kind(profile)
-    if instructions is not None:
-        return f"{format_number(instructions)} instr ({kind})"
-    return f"no latency ({kind})" if kind != "real" else "not measured"
+    """The measured value with its unit, and how it was obtained when not on the real device."""
+    value, obtained = profile["value"], profile["obtained"]
+    if value is None:
+        return f"no {metric_label(profile['metric'])} ({obtained})" if obtained != "real" else "not measured"
+    if profile["unit"] == "ms":
+        text = f"{value:#.3g} ms"
+    else:
+        text = f"{format_number(value)} {SHORT_UNITS.get(profile['unit'], profile['unit'])}"
+    return text if obtained == "real" else f"{text} ({obtained})"
 
 
 def ratio_text(profile: dict | None) -> str:
     if profile is None or profile.get("ratio_to_float") is None:
         return "-"
-    suffix = "" if measurement_kind(profile) == "real" else " instr"
-    return f"{profile['ratio_to_float']:.2f}{suffix}"
+    ratio = f"{profile['ratio_to_float']:.2f}"
+    if profile["metric"] == "latency":
+        return ratio if profile["obtained"] == "real" else f"{ratio} ({profile['obtained']})"
+    return f"{ratio} {SHORT_UNITS.get(profile['metric'], metric_label(profile['metric']))}"
 
 
 def kernel_text(check: dict | None) -> str:
@@ -106,6 +119,7 @@ def kernel_text(check: dict | None) -> str:
 
 def format_summary(report: dict, out_dir: Path) -> str:
     """Model line, one row per artifact x runtime, then where report.json and report.html are."""
+    report = upgrade_report(report)
     lines = [_model_line(report["model"]), ""]
     header, rows = _summary_rows(report)
     lines += _table(header, rows) if rows else ["accuracy: not measured in this build"]
@@ -113,6 +127,8 @@ def format_summary(report: dict, out_dir: Path) -> str:
         lines.append("latency: not measured in this build")
     if report.get("not_yet_built"):
         lines.append(f"not built yet (later milestone issues): {', '.join(report['not_yet_built'])}")
+    if not report["build"]["complete"]:
+        lines.append(incomplete_text(report["build"]))
     out_dir = Path(out_dir)
     lines.append(f"report: {out_dir / 'report.json'}")
     if (out_dir / "report.html").is_file():
@@ -120,16 +136,43 @@ def format_summary(report: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def incomplete_text(build: dict) -> str:
+    """Why a build is incomplete, in one line."""
+    missing = [name for name in build["stages_planned"] if name not in build["stages_finished"]]
+    if missing:
+        return f"build incomplete: stages not finished: {', '.join(missing)}"
+    return "build incomplete: no accuracy was measured"
+
+
 def _model_line(model: dict) -> str:
     return (f"{model['arch']} α={model['alpha']} ρ={model['resolution']} classes={model['num_classes']}: "
             f"{model['macs'] / 1e6:.1f} M mult-adds, {model['params'] / 1e6:.3f} M params")
 
 
+def _measurement_columns(report: dict) -> list[tuple[str, int]]:
+    """(device, threads) of every profile, in report order: one pair of summary columns each."""
+    return list(dict.fromkeys((profile["device"], profile["threads"]) for profile in report.get("profiles", [])))
+
+
+def _column_names(report: dict, device: str, threads: int) -> tuple[str, str]:
+    """Named after what the column holds, e.g. 'host latency p50 (ms)', 'cortex-a76 instructions (emulated)'."""
+    profiles = [p for p in report["profiles"] if (p["device"], p["threads"]) == (device, threads)]
+    several_threads = len({p["threads"] for p in report["profiles"] if p["device"] == device}) > 1
+    prefix = f"{device} {threads}t" if several_threads else device
+    kinds = {(p["metric"], p["unit"], p["obtained"]) for p in profiles}
+    if len(kinds) != 1:
+        return f"{prefix} measured", f"{prefix} int8/float"
+    ((metric, unit, obtained),) = kinds
+    statistic = " p50" if any(p["distribution"] for p in profiles) else ""
+    how = unit if obtained == "real" else obtained
+    return f"{prefix} {metric_label(metric)}{statistic} ({how})", f"{prefix} int8/float"
+
+
 def _summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
-    device_names = devices(report)
+    columns = _measurement_columns(report)
     header = ["Artifact", "Runtime", "Format", "Precision", "Method", "Size MB", "Top-1 %", "Top-5 %"]
-    for device in device_names:
-        header += [f"{device} p50", f"{device} int8/float"]
+    for device, threads in columns:
+        header += _column_names(report, device, threads)
     header.append("int8 check")
     rows = []
     for entry in report.get("accuracy", []):
@@ -138,12 +181,21 @@ def _summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         size = f"{described['bytes'] / 1e6:.2f}" if described else "-"
         row = [artifact, runtime, artifact_format(report, artifact), _precision_text(entry, described),
                entry["method"], size, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}"]
-        for device in device_names:
-            profile = profile_for(report, artifact, runtime, device)
-            row += [cost_text(profile) if profile else "-", ratio_text(profile)]
+        for device, threads in columns:
+            profiles = profiles_for(report, artifact, runtime, device, threads)
+            row += [_per_delegate(profiles, cost_text), _per_delegate(profiles, ratio_text)]
         row.append(kernel_text(kernel_check_for(report, artifact, runtime)))
         rows.append(row)
     return header, rows
+
+
+def _per_delegate(profiles: list[dict], text) -> str:
+    """One value, or one per delegate (named) when the runtime ran with several."""
+    if not profiles:
+        return "-"
+    if len(profiles) == 1:
+        return text(profiles[0])
+    return "; ".join(f"{profile['delegate']}: {text(profile)}" for profile in profiles)
 
 
 def _precision_text(entry: dict, artifact: dict | None) -> str:

@@ -92,7 +92,7 @@ def test_top1_drop_vs_baseline_fails(good_report, report_file, gate, tmp_path, c
 def test_latency_ratio_rise_fails_only_when_the_check_is_on(good_report, report_file, gate, tmp_path, capsys):
     baseline = tmp_path / "baseline.json"
     gate([str(report_file(good_report)), "--write-baseline", str(baseline)])
-    profile = next(p for p in good_report["profiles"] if p["ratio_to_float"] and not p["emulated"])
+    profile = next(p for p in good_report["profiles"] if p["ratio_to_float"] and p["obtained"] == "real")
     old = profile["ratio_to_float"]
     profile["ratio_to_float"] = old * 1.3
     path = str(report_file(good_report, "new.json"))
@@ -131,13 +131,15 @@ def test_write_baseline_round_trips(good_report, tmp_path):
     result = run_gate(path, write_baseline=tmp_path / "baseline.json")
     assert result.passed and result.baseline_written == str(tmp_path / "baseline.json")
     stored = json.loads((tmp_path / "baseline.json").read_text())
-    assert stored["kind"] == "edgekit-gate-baseline" and stored["baseline_version"] == 1
+    assert stored["kind"] == "edgekit-gate-baseline" and stored["baseline_version"] == 2
+    ratio = stored["latency_ratios"][0]
+    assert {"delegate", "threads", "metric", "obtained"} <= set(ratio)
     assert stored["recipe"]["name"] == good_report["recipe"]["name"]
     assert stored["edgekit_version"] == good_report["edgekit_version"]
     assert len(stored["accuracy"]) == len(good_report["accuracy"])
     again = run_gate(path, baseline=tmp_path / "baseline.json", max_latency_ratio_increase=0.0, max_size_increase=0.0)
     kinds = {check.kind for check in again.checks}
-    assert again.passed and kinds == {"int8_drop", "vs_baseline", "latency_ratio", "size"}
+    assert again.passed and kinds == {"complete", "int8_drop", "vs_baseline", "latency_ratio", "size"}
 
 
 def test_a_report_json_works_as_the_baseline_and_the_recipe_names_it(good_report, tmp_path):
@@ -168,3 +170,39 @@ def test_an_int8_entry_with_no_float_entry_at_all_fails(good_report, tmp_path):
     result = run_gate(write(good_report, tmp_path))
     assert result.exit_code == 1
     assert all("no float accuracy entry to compare with" in check.detail for check in result.failures())
+
+
+def test_a_one_thread_baseline_is_not_compared_with_a_two_thread_run(good_report, tmp_path, capsys, gate):
+    baseline = tmp_path / "baseline.json"
+    run_gate(write(good_report, tmp_path), write_baseline=baseline)
+    profile = next(p for p in good_report["profiles"] if p["ratio_to_float"] and p["obtained"] == "real")
+    profile.update(threads=2, ratio_to_float=profile["ratio_to_float"] * 1.5)  # 2 threads: another ratio
+    path = write(good_report, tmp_path, "new.json")
+    assert gate([str(path), "--baseline", str(baseline), "--max-latency-ratio-increase", "0.1"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("NOT COMPARABLE")]
+    assert line.startswith(f"NOT COMPARABLE latency ratio vs baseline {profile['device']} {profile['runtime']}/"
+                           f"{profile['delegate']} 1t ")
+    assert f"measured here with {profile['delegate']} 2t, in the baseline with {profile['delegate']} 1t" in line
+    assert "(1 not comparable)" in out.splitlines()[-1]
+
+
+def test_another_delegate_is_not_compared_either(good_report, tmp_path):
+    baseline = tmp_path / "baseline.json"
+    run_gate(write(good_report, tmp_path), write_baseline=baseline)
+    profile = next(p for p in good_report["profiles"] if p["ratio_to_float"] and p["obtained"] == "real")
+    profile.update(delegate="gpu", ratio_to_float=profile["ratio_to_float"] * 3)
+    result = run_gate(write(good_report, tmp_path, "new.json"), baseline=baseline, max_latency_ratio_increase=0.1)
+    assert result.passed
+    (check,) = result.not_comparable()
+    assert "measured here with gpu 1t" in check.detail
+
+
+def test_the_same_settings_are_still_compared(good_report, tmp_path):
+    baseline = tmp_path / "baseline.json"
+    run_gate(write(good_report, tmp_path), write_baseline=baseline)
+    profile = next(p for p in good_report["profiles"] if p["ratio_to_float"] and p["obtained"] == "real")
+    profile["ratio_to_float"] *= 1.5
+    result = run_gate(write(good_report, tmp_path, "new.json"), baseline=baseline, max_latency_ratio_increase=0.1)
+    (failure,) = result.failures()
+    assert failure.kind == "latency_ratio" and failure.measured == pytest.approx(0.5)

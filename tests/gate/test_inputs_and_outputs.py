@@ -31,7 +31,7 @@ def test_a_corrupt_report_is_exit_2(gate, tmp_path, capsys):
 @pytest.mark.parametrize("tamper, expected", [
     (lambda r: r["accuracy"][0].update(top1="high"), "$.accuracy[0].top1: 'high' is not of type 'number'"),
     (lambda r: r.pop("model"), "$: 'model' is missing (a required key)"),
-    (lambda r: r.update(schema_version=2), "$.schema_version: 2 is not supported"),
+    (lambda r: r.update(schema_version=3), "$.schema_version: 3 is not supported"),
     (lambda r: r["accuracy"][0].update(precision="fp16"), "$.accuracy[0].precision: 'fp16' is not one of"),
 ])
 def test_a_report_that_does_not_match_the_schema_is_exit_2(good_report, report_file, gate, capsys, tamper, expected):

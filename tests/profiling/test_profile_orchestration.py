@@ -87,11 +87,11 @@ def test_int8_and_float_twin_alternate_round_by_round(files, monkeypatch):
     assert [r["order"] for r in by_name["float.onnx"]["rounds"]] == [0, 2, 4]
     assert [r["order"] for r in by_name["int8.onnx"]["rounds"]] == [1, 3, 5]
     int8, float_ = by_name["int8.onnx"], by_name["float.onnx"]
-    assert int8["latency_ms"]["p50"] == pytest.approx(1.01)  # median of 1.00, 1.01, 1.02
+    assert int8["value"] == int8["distribution"]["p50"] == pytest.approx(1.01)  # median of 1.00, 1.01, 1.02
     assert int8["spread_pct"] == pytest.approx(100 * 0.02 / 1.01, abs=0.01)
-    assert int8["ratio_to_float"] == pytest.approx(int8["latency_ms"]["p50"] / float_["latency_ms"]["p50"], abs=1e-4)
+    assert int8["ratio_to_float"] == pytest.approx(int8["value"] / float_["value"], abs=1e-4)
     assert int8["float_artifact"] == str(files["float.onnx"]) and float_["float_artifact"] is None
-    assert (int8["mode"], int8["emulated"], int8["simulated"], int8["instructions_per_inference"]) == ("real", False, False, None)
+    assert (int8["obtained"], int8["metric"], int8["unit"]) == ("real", "latency", "ms")
     assert (int8["runs"], int8["peak_rss_mb"], int8["delegate"], int8["threads"]) == (15, 56.0, "cpu", 1)
     assert target.cleaned
     assert any("box onnxruntime/cpu 1t [real]: int8.onnx p50 1.010 ms" in line and "x0.50 vs float" in line for line in logged)
@@ -131,7 +131,7 @@ def test_emulated_reports_instructions_and_no_latency(files, monkeypatch):
                             protocol=FAST | {"rounds": 1})
     assert all("--markers" in argv for argv in target.calls)
     int8 = entries[1]
-    assert (int8["mode"], int8["latency_ms"], int8["instructions_per_inference"]) == ("emulated", None, 4e6)
+    assert (int8["obtained"], int8["metric"], int8["unit"], int8["value"]) == ("emulated", "instructions", "instructions", 4e6)
     assert int8["ratio_to_float"] == 0.5
 
 
@@ -141,8 +141,8 @@ def test_simulated_gives_no_latency_and_no_ratio(files, monkeypatch):
                             float_twins={"int8.onnx": files["float.onnx"]}, protocol=FAST | {"rounds": 1})
     assert all(argv[argv.index("--provider") + 1] == "qnn-htp" for argv in target.calls)
     int8 = entries[1]
-    assert (int8["mode"], int8["latency_ms"], int8["ratio_to_float"]) == ("simulated", None, None)
-    assert int8["simulator_wall_ms"] == 250.0
+    assert (int8["obtained"], int8["metric"], int8["ratio_to_float"]) == ("simulated", "simulator_wall_time", None)
+    assert int8["value"] == 250.0  # the simulator's wall time, never a latency
 
 
 def test_a_crashing_runtime_is_a_target_error_with_its_last_line(files, monkeypatch):

@@ -75,14 +75,14 @@ def check_entries(entries, models, device):
     by_artifact = {(entry["artifact"], entry["threads"]): entry for entry in entries}
     float_, int8 = by_artifact[(str(models["float.onnx"]), 1)], by_artifact[(str(models["int8.onnx"]), 1)]
     for entry in entries:
-        assert entry["device"] == device and entry["mode"] == "real" and entry["instructions_per_inference"] is None
+        assert entry["device"] == device and (entry["obtained"], entry["metric"]) == ("real", "latency")
         assert entry["runs"] >= 3 * PROTOCOL["min_runs"] and len(entry["rounds"]) == 3 and entry["spread_pct"] >= 0
-        latency = entry["latency_ms"]
+        latency = entry["distribution"]
         assert 0 < latency["min"] <= latency["p50"] <= latency["p90"] <= latency["p99"]
         assert entry["init_ms"] > 0 and entry["first_inference_ms"] > 0 and entry["peak_rss_mb"] > 10
         assert entry["host"]["machine"] == machine_arch() or entry["host"]["machine"] == "x86_64"
     assert [r["order"] for r in float_["rounds"]] == [0, 2, 4] and [r["order"] for r in int8["rounds"]] == [1, 3, 5]
-    assert int8["ratio_to_float"] == pytest.approx(int8["latency_ms"]["p50"] / float_["latency_ms"]["p50"], abs=1e-3)
+    assert int8["ratio_to_float"] == pytest.approx(int8["value"] / float_["value"], abs=1e-3)
     assert float_["runtime"] == "onnxruntime" and float_["delegate_applied"] == "CPUExecutionProvider"
     return float_, int8
 

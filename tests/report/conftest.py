@@ -130,15 +130,19 @@ def _artifact(name, path, fmt, precision, method, size, out_dir: Path | None = N
             "backend": None if method == "float" else "pt2e", "bytes": size, "sha256": digest}
 
 
-def _profile(artifact, device, runtime, p50_ms, ratio, float_artifact, *, instructions=None) -> dict:
+def _profile(artifact, device, runtime, p50_ms, ratio, float_artifact, *, instructions=None, threads=1) -> dict:
+    """A profile entry in the current shape: one typed measurement and the context it was measured in."""
     emulated = instructions is not None
     latency = None if emulated else {"p50": p50_ms, "p90": p50_ms * 1.1, "p99": p50_ms * 1.3,
                                      "mean": p50_ms * 1.02, "std": p50_ms * 0.05, "min": p50_ms * 0.95}
     layers = [("features.stem.conv", "Conv"), ("features.block1.dw.conv", "Conv"), ("classifier", "Gemm")]
     per_node = [{"name": name, "op": op, **({"instructions": instructions // (i + 2)} if emulated
                                               else {"ms": p50_ms / (i + 2)})} for i, (name, op) in enumerate(layers)]
-    return {"artifact": artifact, "device": device, "runtime": runtime, "threads": 1, "emulated": emulated,
-            "simulated": False, "latency_ms": latency, "instructions_per_inference": instructions,
+    typed = ({"metric": "instructions", "unit": "instructions", "value": instructions, "distribution": None,
+              "obtained": "emulated"} if emulated else
+             {"metric": "latency", "unit": "ms", "value": p50_ms, "distribution": latency, "obtained": "real"})
+    return {"artifact": artifact, "device": device, "runtime": runtime,
+            "delegate": "xnnpack" if runtime == "litert" else "cpu", "threads": threads, **typed,
             "runs": 200 if not emulated else 5, "seconds": 2.5, "init_ms": 12.0, "first_inference_ms": 3.0,
             "peak_rss_mb": 80.5, "host": {"cpu": platform.machine(), "cores": 2},
             "ratio_to_float": ratio, "float_artifact": float_artifact, "per_node": per_node}

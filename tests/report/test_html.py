@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from edgekit.report import render_html, write_html
+
+V1_REPORT = Path(__file__).with_name("data") / "report_v1.json"
 
 PLOT_IDS = ("plot-size", "plot-loss", "plot-accuracy-latency-host")
 
@@ -64,3 +68,24 @@ def test_strings_are_escaped(full_report):
     page = render_html(full_report)
     assert "<script>" not in page and "<img" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a&quot;&lt;b&gt;&amp;" in page
+
+
+def test_the_latency_table_names_the_delegate_of_each_row(full_report):
+    page = render_html(full_report)
+    assert "<th>delegate</th>" in page
+    litert = next(p for p in full_report["profiles"] if p["runtime"] == "litert")
+    assert re.search(rf"<td>{re.escape(litert['artifact'])}</td><td>litert</td><td>xnnpack</td>", page)
+
+
+def test_a_version_1_report_renders_without_showing_an_emulated_latency():
+    page = render_html(json.loads(V1_REPORT.read_text()))
+    arm_block = page[page.index("<h3>arm64-cortex-a76-emulated"):]
+    assert "not a latency (emulated): see instructions" in arm_block
+    assert "instructions per inference (emulated: not a latency)" in arm_block
+    assert "ms (real device)" not in arm_block
+    assert "p50 latency, ms (real device)" in page[page.index("<h3>host-smoke"):page.index("<h3>arm64")]
+
+
+def test_an_incomplete_build_is_marked(real_report):
+    real_report["build"].update(complete=False, stages_finished=["train"])
+    assert '<p class="fail">build incomplete: stages not finished: evaluate' in render_html(real_report)

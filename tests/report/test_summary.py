@@ -1,8 +1,23 @@
-"""The terminal summary: one row per artifact x runtime, per-device columns, the report paths."""
+"""The terminal summary: one row per artifact x runtime, per-device columns named after their metric
+(and thread count when a device ran several), the report paths."""
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+
 from edgekit.report import format_summary, write_html
+
+V1_REPORT = Path(__file__).with_name("data") / "report_v1.json"
+
+
+def row_of(text: str, artifact: str, runtime: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(artifact + " ") and f" {runtime} " in line)
+
+
+def emulated_device_name(report: dict) -> str:
+    return next(p["device"] for p in report["profiles"] if p["obtained"] == "emulated")
 
 
 def test_one_row_per_artifact_and_runtime_with_device_columns(full_report, tmp_path):
@@ -14,7 +29,9 @@ def test_one_row_per_artifact_and_runtime_with_device_columns(full_report, tmp_p
         assert column in header
     devices = dict.fromkeys(p["device"] for p in full_report["profiles"])
     for device in devices:
-        assert f"{device} p50" in header and f"{device} int8/float" in header
+        assert f"{device} int8/float" in header
+    assert "host latency p50 (ms)" in header and f"{emulated_device_name(full_report)} instructions (emulated)" in header
+    assert " p50 " not in header.replace("latency p50", "")  # only a latency column says p50
     for entry in full_report["accuracy"]:
         row = next(line for line in lines if line.startswith(entry["artifact"] + " ") and f" {entry['runtime']} " in line)
         assert f"{entry['top1']:.2f}" in row and entry["method"] in row
@@ -24,14 +41,12 @@ def test_one_row_per_artifact_and_runtime_with_device_columns(full_report, tmp_p
 
 def test_emulated_devices_show_instructions_not_milliseconds(full_report, tmp_path):
     text = format_summary(full_report, tmp_path)
-    emulated = [p for p in full_report["profiles"] if p["emulated"]]
+    emulated = [p for p in full_report["profiles"] if p["obtained"] == "emulated"]
     assert emulated
     for profile in emulated:
-        row = next(line for line in text.splitlines() if line.startswith(profile["artifact"] + " ")
-                   and f" {profile['runtime']} " in line)
-        assert "instr (emulated)" in row
-    real = next(p for p in full_report["profiles"] if not p["emulated"])
-    assert f"{real['latency_ms']['p50']:#.3g} ms" in text
+        assert "instr (emulated)" in row_of(text, profile["artifact"], profile["runtime"])
+    real = next(p for p in full_report["profiles"] if p["obtained"] == "real")
+    assert f"{real['value']:#.3g} ms" in text
     check = full_report["int8_kernels"][0]
     assert f"ok ({check['int8']} int8, 0 float)" in text
 
@@ -43,3 +58,41 @@ def test_the_report_as_built_today_says_what_was_not_measured(real_report, tmp_p
     if not real_report.get("profiles"):
         assert "latency: not measured in this build" in text
     assert "html:" not in text  # no report.html written in tmp_path
+
+
+def test_each_thread_count_gets_its_own_columns(full_report, tmp_path):
+    """A 2-thread run is shown beside the 1-thread one, never hidden behind it."""
+    one_thread = [p for p in full_report["profiles"] if p["device"] == "host"]
+    two_threads = copy.deepcopy(one_thread)
+    for profile in two_threads:
+        profile.update(threads=2, value=profile["value"] / 1.7)
+    full_report["profiles"] += two_threads
+    text = format_summary(full_report, tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("Artifact"))
+    assert "host 1t latency p50 (ms)" in header and "host 2t latency p50 (ms)" in header
+    for one, two in zip(one_thread, two_threads):
+        row = row_of(text, one["artifact"], one["runtime"])
+        assert f"{one['value']:#.3g} ms" in row and f"{two['value']:#.3g} ms" in row
+
+
+def test_two_delegates_of_one_runtime_are_both_shown_and_named(full_report, tmp_path):
+    profile = next(p for p in full_report["profiles"] if p["device"] == "host" and p["runtime"] == "litert")
+    full_report["profiles"].append({**copy.deepcopy(profile), "delegate": "none", "value": 4.25})
+    row = row_of(format_summary(full_report, tmp_path), profile["artifact"], "litert")
+    assert f"xnnpack: {profile['value']:#.3g} ms; none: 4.25 ms" in row
+
+
+def test_a_version_1_report_reads_with_named_columns(tmp_path):
+    report = json.loads(V1_REPORT.read_text())
+    text = format_summary(report, tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("Artifact"))
+    assert "host-smoke latency p50 (ms)" in header
+    assert "arm64-cortex-a76-emulated instructions (emulated)" in header
+    assert "arm64-cortex-a76-emulated p50" not in header and "arm64-cortex-a76-emulated latency" not in header
+    assert "build incomplete" not in text
+
+
+def test_an_incomplete_build_says_which_stages_did_not_finish(real_report, tmp_path):
+    real_report["build"].update(complete=False, stages_finished=real_report["build"]["stages_finished"][:2])
+    missing = real_report["build"]["stages_planned"][2:]
+    assert f"build incomplete: stages not finished: {', '.join(missing)}" in format_summary(real_report, tmp_path)
