@@ -23,7 +23,10 @@ optional ``labels`` (then top-1/top-5 accuracy is measured over all images after
 ``--markers`` (for emulation only): each timed inference is wrapped in two marker system calls that
 edgekit's qemu plugin recognises (number MARKER_SYSCALL, first argument MARKER_BEGIN / MARKER_END; a
 real kernel answers ENOSYS and nothing happens). The plugin appends one instruction count per
-inference to the file named by $EDGEKIT_INSN_FILE; the JSON then reports their median and no times.
+inference to the file named by $EDGEKIT_INSN_FILE. After the timed runs the same loop runs as many
+times again with no inference, so the file then holds as many counts of the harness alone (timer, list
+append, marker calls); the JSON reports the median per inference less the harness median
+(``instructions_per_inference``), that harness median (``harness_instructions``), and no times.
 """
 
 import argparse
@@ -219,6 +222,13 @@ class Markers:
             self.libc.syscall(ctypes.c_long(MARKER_SYSCALL), ctypes.c_long(MARKER_END))
 
 
+class NoInference:
+    """Stands in for the model in the timed loop: what its markers then count is the harness alone."""
+
+    def run(self, batch):
+        return None
+
+
 def measure(model, batch, args, markers, warmup):
     for _ in range(warmup):
         model.run(batch)
@@ -254,13 +264,25 @@ def evaluate(model, samples, labels, save_path):
             "top5": float(np.mean((top5 == labels[:, None]).any(axis=1)) * 100.0), "samples": int(len(labels))}
 
 
-def instructions_per_inference():
+def measure_harness(batch, runs, markers, warmup):
+    """The timed loop once per timed run again, with no inference (``--markers``: counts the harness)."""
+    same_runs = argparse.Namespace(min_runs=runs, max_runs=runs, min_seconds=0.0)
+    measure(NoInference(), batch, same_runs, markers, warmup)
+
+
+def instruction_counts(runs):
+    """(instructions per inference, harness instructions) from the plugin's file: the medians of the first
+    ``runs`` counts (the timed inferences) less that of the rest (the empty iterations), and the latter."""
     path = os.environ.get(INSN_FILE_ENV)
     if not path or not os.path.isfile(path):
-        return None
+        return None, None
     with open(path) as file:
         counts = [int(line) for line in file if line.strip()]
-    return int(statistics.median(counts)) if counts else None
+    inferences, harness = counts[:runs], counts[runs:]
+    if not inferences or not harness:
+        return None, None
+    harness_median = int(statistics.median(harness))
+    return int(statistics.median(inferences)) - harness_median, harness_median
 
 
 def host_facts():
@@ -335,7 +357,10 @@ def profile(args):
     model.run(samples[0])
     first_ms = (time.perf_counter() - tic) * 1000.0
     warmup = max(0, args.warmup - 1)  # the first inference was one of the warm-up runs
-    times, seconds = measure(model, samples[0], args, Markers(args.markers), warmup)
+    markers = Markers(args.markers)
+    times, seconds = measure(model, samples[0], args, markers, warmup)
+    if args.markers:
+        measure_harness(samples[0], len(times), markers, warmup)
     per_node = None
     if args.per_node and isinstance(model, OrtModel):
         per_node = model.per_node(skip_runs=1 + warmup, runs=len(times))
@@ -343,6 +368,7 @@ def profile(args):
         print("ondevice: --per-node needs onnxruntime; per_node is null", file=sys.stderr)
     accuracy = evaluate(model, samples, labels, args.save_outputs) if args.inputs else None
     wall_clock = not (args.markers or args.provider == "qnn-htp")  # emulated / simulated times are no latency
+    instructions, harness_instructions = instruction_counts(len(times)) if args.markers else (None, None)
     return {
         "model": os.path.basename(args.model), "runtime": model.runtime, "runtime_version": model.runtime_version,
         "delegate": model.delegate, "threads": args.threads,
@@ -351,7 +377,7 @@ def profile(args):
         # Under qemu-user or the HTP simulator, ru_maxrss is the emulator's process, not the device's.
         "peak_rss_mb": peak_rss_mb() if wall_clock else None, "host": host_facts(), "accuracy": accuracy,
         "outputs_file": args.save_outputs if args.inputs else None, "per_node": per_node,
-        "instructions_per_inference": instructions_per_inference() if args.markers else None,
+        "instructions_per_inference": instructions, "harness_instructions": harness_instructions,
         **({"simulated_ms": latency_stats(times)} if args.provider == "qnn-htp" else {}),
     }
 

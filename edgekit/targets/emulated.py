@@ -3,7 +3,8 @@
 Every command runs as ``qemu-aarch64 -cpu <qemu_cpu> -L <sysroot view> -plugin <insn.so>,out=FILE ...``
 with the sysroot's Python (``edgekit devices setup`` builds it). When the command is the on-device
 script, ``--markers`` is added: the plugin then counts the guest instructions of each timed inference
-and the script reports their median as ``instructions_per_inference``. Emulated wall time says nothing
+and the script reports their median less that of as many empty iterations of the same loop (the harness:
+timer, list append, marker calls) as ``instructions_per_inference``. Emulated wall time says nothing
 about a real core (float ran ~800x, int8 ~70-100x slower than native), so no latency is ever reported;
 instruction counts are comparable only between runs on the same ``qemu_cpu``.
 """
@@ -52,8 +53,10 @@ class EmulatedArm64Target(LocalTarget):
         self.paths = sysroot_paths(settings.sysroot, settings.qemu_cpu)
         #: the interpreter to name as argv[0]; "python3" works too
         self.python = str(self.paths.python)
-        #: guest instructions of each timed inference of the last profiling run (empty if none)
+        #: guest instructions of each timed inference of the last profiling run, less the harness (empty if none)
         self.last_instruction_counts: list[int] = []
+        #: median guest instructions of the last profiling run's empty iterations (None if none)
+        self.last_harness_instructions: int | None = None
         self._runs = 0
 
     def available(self) -> tuple[bool, str]:
@@ -67,7 +70,7 @@ class EmulatedArm64Target(LocalTarget):
         counts_file.unlink(missing_ok=True)
         result = run_process(self.qemu_argv(argv, counts_file), timeout=timeout, device=self.name,
                              cwd=self.workdir, what=f"{QEMU} ({Path(argv[0]).name})")
-        self.last_instruction_counts = _read_counts(counts_file)
+        self.last_instruction_counts, self.last_harness_instructions = _net_of_harness(_read_counts(counts_file))
         return result
 
     def qemu_argv(self, argv: list[str], counts_file: Path) -> list[str]:
@@ -122,6 +125,16 @@ def _threads(args: list[str]) -> int:
         if flag == "--threads" and value.isdigit():
             return int(value)
     return 1
+
+
+def _net_of_harness(counts: list[int]) -> tuple[list[int], int | None]:
+    """The script's counts are its timed inferences, then as many empty iterations: each inference's count
+    less the empty iterations' median, and that median."""
+    runs = len(counts) // 2
+    if not runs:
+        return [], None
+    harness = int(statistics.median(counts[runs:]))
+    return [count - harness for count in counts[:runs]], harness
 
 
 def _read_counts(path: Path) -> list[int]:

@@ -16,7 +16,7 @@ FAST = ["--warmup", "2", "--min-runs", "5", "--max-runs", "8", "--min-seconds", 
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "std", "min"}
 TOP_KEYS = {"model", "runtime", "runtime_version", "delegate", "threads", "latency_ms", "runs", "seconds", "init_ms",
             "first_inference_ms", "peak_rss_mb", "host", "accuracy", "outputs_file", "per_node",
-            "instructions_per_inference"}
+            "instructions_per_inference", "harness_instructions"}
 MODELS = {  # attribute of Models -> (runtime, delegate the runtime applies)
     "float_onnx": ("onnxruntime", "CPUExecutionProvider"),
     "int8_onnx": ("onnxruntime", "CPUExecutionProvider"),
