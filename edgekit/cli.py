@@ -62,10 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     from edgekit.gate.cli import add_parser as add_gate_parser
     from edgekit.profile.cli import add_parser as add_profile_parser
     from edgekit.profile.devices_cli import add_parser as add_devices_parser
+    from edgekit.sweep.cli import add_parser as add_sweep_parser
 
     add_profile_parser(commands)
     add_devices_parser(commands)
     add_gate_parser(commands)
+    add_sweep_parser(commands)
     return parser
 
 
