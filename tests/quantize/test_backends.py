@@ -18,7 +18,8 @@ import torch
 from onnx import numpy_helper
 
 from edgekit.errors import TrainingDiverged, UserInputError
-from edgekit.export import FORMAT_SUFFIX, write_onnx, write_tflite
+from edgekit.formats import FORMATS
+from edgekit.recipe.schema import ExportSection
 from edgekit.quantize import QuantScheme, get_backend
 from edgekit.quantize.algorithm import Quantized, ptq, qat
 from edgekit.runtimes import check_int8, evaluate_file
@@ -40,10 +41,7 @@ class Built:
 
 def export(backend, converted: torch.nn.Module, example: torch.Tensor, fmt: str, path: Path) -> Path:
     """What the pipeline's quantize stage does with a converted model."""
-    options = backend.export_options(converted, fmt)
-    if fmt == "tflite":
-        return write_tflite(converted, example, path, **options)
-    return write_onnx(converted, example, path, opset=17, **options)
+    return FORMATS[fmt].write(converted, example, path, ExportSection(), "int8", **backend.export_options(converted, fmt))
 
 
 def evaluate(path: Path, tiny, reference: torch.nn.Module | None = None) -> dict:
@@ -111,7 +109,7 @@ class BackendContract:
         for method, result in results.items():
             for fmt in backend.formats:
                 key = (method, fmt)
-                files[key] = export(backend, result.converted, tiny.example, fmt, folder / f"{method}{FORMAT_SUFFIX[fmt]}")
+                files[key] = export(backend, result.converted, tiny.example, fmt, folder / f"{method}{FORMATS[fmt].suffix}")
                 int8[key] = check_int8(files[key])
                 accuracy[key] = evaluate(files[key], tiny, reference=result.converted)
         return Built(results, files, int8, accuracy)
@@ -129,7 +127,7 @@ class BackendContract:
         images = tiny.transform(tiny.test_set.load(torch.arange(64)))
         with torch.no_grad():
             assert torch.equal(backend.convert(restored)(images), result.converted(images))
-        assert backend.formats and set(backend.formats) <= set(FORMAT_SUFFIX)
+        assert backend.formats and set(backend.formats) <= set(FORMATS)
 
     @pytest.mark.parametrize("method", ["ptq", "qat"])
     def test_every_file_runs_its_convs_and_fc_as_int8_kernels(self, built, backend, method):
