@@ -184,7 +184,8 @@ def prepare(images, spec):
         if not scale:
             raise Failure(f"the model's {dtype} input has no quantisation parameters")
         info = np.iinfo(dtype)
-        images = np.clip(np.round(images / scale + zero_point), info.min, info.max)
+        scaled = images / scale  # rounded half away from zero, as runtimes/base.py and TFLite's QUANTIZE do
+        images = np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5) + zero_point, info.min, info.max)
     return np.ascontiguousarray(images.astype(dtype))
 
 

@@ -36,8 +36,6 @@ class EmulatedArm64Settings(TargetSettings):
     sysroot: str = Field("~/.cache/edgekit/sysroot-arm64", description="aarch64 sysroot with Python and the runtimes (made by `edgekit devices setup`).")
 
 
-
-
 class EmulatedArm64Target(LocalTarget):
     """Runs in a temporary directory on this machine, every command under qemu-aarch64."""
 
