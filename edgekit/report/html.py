@@ -255,16 +255,15 @@ def _accuracy_latency_plot(report: dict, device: str, profiles: list[dict]) -> s
 
 
 def _per_node_plot(profile: dict, index: int) -> str:
-    real = is_device_latency(profile)
-    field, unit = ("ms", "ms per inference") if real else ("instructions", "instructions per inference")
-    nodes = sorted((n for n in profile["per_node"] if n.get(field) is not None), key=lambda n: -n[field])
-    if not nodes:
-        return _absent(f"per-layer {unit} for {profile['artifact']} on {profile['device']}")
-    bars = [(f"{n['name']}" + (f" ({n['op']})" if n.get("op") else ""), n[field], plots.PALETTE[2])
+    """Per-node times, which only real devices give (onnxruntime's node profile, benchmark_model over adb)."""
+    nodes = sorted((n for n in profile["per_node"] if n.get("ms") is not None), key=lambda n: -n["ms"])
+    if not is_device_latency(profile) or not nodes:
+        return _absent(f"per-layer ms per inference for {profile['artifact']} on {profile['device']}")
+    bars = [(f"{n['name']}" + (f" ({n['op_type']})" if n.get("op_type") else ""), n["ms"], plots.PALETTE[2])
             for n in nodes[:TOP_NODES]]
     title = (f"Top layers of {profile['artifact']} on {profile['device']} ({profile['runtime']}/"
              f"{profile['delegate']}, {profile['threads']} threads, {profile['obtained']})")
-    return plots.bar_svg(f"plot-per-node-{_slug(profile['device'])}-{index}", title, bars, unit)
+    return plots.bar_svg(f"plot-per-node-{_slug(profile['device'])}-{index}", title, bars, "ms per inference")
 
 
 def _training_section(report: dict) -> str:
@@ -284,8 +283,6 @@ def _stages_section(report: dict) -> str:
     body = _table(["stage", "status", "seconds", "cache key"], rows) if rows else _absent("stages")
     if not report["build"]["complete"]:
         body = f'<p class="fail">{escape(incomplete_text(report["build"]))}</p>' + body
-    if report.get("not_yet_built"):
-        body += f'<p class="note">Not built yet: {escape(", ".join(report["not_yet_built"]))}.</p>'
     return _section("Build stages", body)
 
 

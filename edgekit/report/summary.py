@@ -125,8 +125,6 @@ def format_summary(report: dict, out_dir: Path) -> str:
     lines += _table(header, rows) if rows else ["accuracy: not measured in this build"]
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
-    if report.get("not_yet_built"):
-        lines.append(f"not built yet (later milestone issues): {', '.join(report['not_yet_built'])}")
     if not report["build"]["complete"]:
         lines.append(incomplete_text(report["build"]))
     out_dir = Path(out_dir)

@@ -136,8 +136,9 @@ def _profile(artifact, device, runtime, p50_ms, ratio, float_artifact, *, instru
     latency = None if emulated else {"p50": p50_ms, "p90": p50_ms * 1.1, "p99": p50_ms * 1.3,
                                      "mean": p50_ms * 1.02, "std": p50_ms * 0.05, "min": p50_ms * 0.95}
     layers = [("features.stem.conv", "Conv"), ("features.block1.dw.conv", "Conv"), ("classifier", "Gemm")]
-    per_node = [{"name": name, "op": op, **({"instructions": instructions // (i + 2)} if emulated
-                                              else {"ms": p50_ms / (i + 2)})} for i, (name, op) in enumerate(layers)]
+    # per-node times come from real devices only (onnxruntime's node profile, benchmark_model over adb)
+    per_node = None if emulated else [{"name": name, "op_type": op, "ms": p50_ms / (i + 2)}
+                                      for i, (name, op) in enumerate(layers)]
     typed = ({"metric": "instructions", "unit": "instructions", "value": instructions, "distribution": None,
               "obtained": "emulated"} if emulated else
              {"metric": "latency", "unit": "ms", "value": p50_ms, "distribution": latency, "obtained": "real"})
