@@ -185,7 +185,7 @@ class QuantizeSection(Section):
     activations: Literal["per_tensor"] = Field("per_tensor", description="Activation quantisation granularity (int8).")
     calibration_batches: StrictInt = Field(16, ge=1, le=10_000, description="Batches used to calibrate ranges.")
     epochs: FiniteFloat = Field(1, ge=0, le=MAX_EPOCHS, description="QAT fine-tuning epochs.")
-    lr: FiniteFloat = Field(1e-4, gt=0, le=10, description="QAT learning rate.")
+    lr: FiniteFloat = Field(1e-4, gt=0, le=1e6, description="QAT learning rate.")
     freeze_bn_after: FiniteFloat = Field(0.5, ge=0, le=1, description="Freeze BN statistics after this fraction of the QAT steps.")
     freeze_observers_after: FiniteFloat = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
 
