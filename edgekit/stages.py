@@ -133,7 +133,7 @@ def export_float_stage(context: BuildContext) -> StageOutput:
     return StageOutput(artifacts, {"artifacts": entries})
 
 
-EXPORT = Stage("export", ("seed", "model", "data", "export"), ("float_model",), export_float_stage,
+EXPORT = Stage("export", ("seed", "model", "data", "train", "export"), ("float_model",), export_float_stage,
                ignore=("data.max_train_samples", "data.augment"), packages=CONVERTERS)
 
 
