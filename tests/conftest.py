@@ -1,4 +1,5 @@
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,64 @@ def tiny_recipe():
 def _needs_fashion_mnist():
     if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
         pytest.exit("Fashion-MNIST is missing: run `bash scripts/setup.sh --dev` (installs dataset-fashion-mnist)", 2)
+
+
+# --- one trained model for every test package -------------------------------------------------------
+
+TINY_RESOLUTION = 32
+TINY_MEAN = TINY_STD = [0.5, 0.5, 0.5]
+TINY_TRAIN_IMAGES, TINY_TEST_IMAGES = 6400, 500
+
+
+@dataclass
+class TrainedTiny:
+    """MobileNet v1 alpha 0.25 at 32x32, 200 SGD steps of 32 Fashion-MNIST images (~70% top-1): trained
+    once per session and shared by the quantize, runtimes and targets tests, which export it as they need."""
+
+    state: dict
+    train_set: object  # ImageSet, 6400 images
+    test_set: object  # ImageSet, 500 images
+    transform: object  # BatchTransform without augmentation
+
+    def model(self):
+        """A fresh copy in eval mode: quantizers and converters may change the model they are given."""
+        from edgekit.models import create_model
+
+        model = create_model("mobilenet_v1", alpha=0.25, num_classes=10)
+        model.load_state_dict(self.state)
+        return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory) -> TrainedTiny:
+    import torch
+
+    from edgekit.data import BatchTransform, build_datasets
+    from edgekit.models import create_model
+    from edgekit.recipe.schema import DataSection, TrainSection
+    from edgekit.train import configure_torch, train
+
+    threads_before = torch.get_num_threads()
+    configure_torch(1)  # one core: the machine is shared
+    torch.manual_seed(0)
+    try:
+        train_set, test_set = build_datasets(
+            DataSection(max_train_samples=TINY_TRAIN_IMAGES, max_eval_samples=TINY_TEST_IMAGES), TINY_RESOLUTION, seed=0)
+        transform = BatchTransform(TINY_RESOLUTION, TINY_MEAN, TINY_STD, augment=False)
+        model = create_model("mobilenet_v1", alpha=0.25, num_classes=10)
+        config = TrainSection(epochs=1, batch_size=32, lr=0.01, device="cpu", threads=1, channels_last=False)
+        folder = tmp_path_factory.mktemp("trained-tiny")
+        train(model, train_set, transform, config, seed=0, checkpoint_path=folder / "train.pt", checkpoint_key="tiny")
+    finally:
+        torch.set_num_threads(threads_before)
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    return TrainedTiny(state, train_set, test_set, transform)
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory, trained_tiny):
+    """The trained model's files (float/int8 ONNX and TFLite, a real .npz), each built on first use and
+    shared by the targets and profiling tests."""
+    from targets.conftest_models import Models
+
+    return Models(tmp_path_factory.mktemp("target-models"), trained_tiny)

@@ -1,70 +1,36 @@
 """profile_artifacts with the real on-device script on real model files: locally and over ssh.
 
-The models: an (untrained) MobileNet v1 alpha 0.25 at 32x32, 10 classes; float ONNX (dynamo export),
-int8 QDQ ONNX (onnxruntime ``quantize_static``, per-channel, calibrated on 16 Fashion-MNIST images),
-float TFLite (litert-torch). The int8 TFLite path is another test suite's (tests/targets/conftest_models.py).
+The models: the session's shared files (tests/conftest.py ``models``): the trained MobileNet v1 alpha 0.25
+at 32x32 as float ONNX, int8 QDQ ONNX (onnxruntime ``quantize_static``) and float TFLite, and real
+Fashion-MNIST test images in an .npz.
 """
 
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 import edgekit.profile
-from edgekit.data import BatchTransform, build_datasets
-from edgekit.models import create_model
 from edgekit.profile.cli import add_parser, format_table
 from edgekit.profile.devices import DeviceProfile, machine_arch
 from edgekit.profile.run import profile_artifacts
-from edgekit.recipe.schema import DataSection
 from edgekit.targets.base import TargetError
 
+from targets.conftest_models import TEST_SAMPLES
 from targets.test_ssh import OpenSshServer  # tests/targets/test_ssh.py
 
 ONDEVICE = Path(edgekit.profile.__file__).parent / "ondevice.py"
-RESOLUTION = 32
 PROTOCOL = {"warmup_runs": 3, "min_runs": 30, "min_seconds": 0, "rounds": 3, "timeout_seconds": 120}
 
 pytestmark = pytest.mark.skipif(not ONDEVICE.is_file(), reason="edgekit/profile/ondevice.py (the on-device script) is not there yet")
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("profile-models")
-    torch.manual_seed(0)
-    model = create_model("mobilenet_v1", alpha=0.25, num_classes=10).eval()
-    example = (torch.zeros(1, 3, RESOLUTION, RESOLUTION),)
-    train, test = build_datasets(DataSection(max_train_samples=16, max_eval_samples=16), RESOLUTION, seed=0)
-    transform = BatchTransform(RESOLUTION, [0.5] * 3, [0.5] * 3, augment=False)
-    calibration = transform(train.load(torch.arange(16))).numpy()
-    paths = {"float.onnx": folder / "float.onnx", "float.tflite": folder / "float.tflite",
-             "int8.onnx": folder / "int8.onnx", "inputs.npz": folder / "inputs.npz"}
-    torch.onnx.export(model, example, str(paths["float.onnx"]), dynamo=True, external_data=False,
-                      input_names=["image"], output_names=["logits"])
-    _quantize_onnx(paths["float.onnx"], calibration, paths["int8.onnx"])
-    import litert_torch
-
-    litert_torch.convert(model, example).export(str(paths["float.tflite"]))
-    images = transform(test.load(torch.arange(8))).numpy()
-    np.savez(paths["inputs.npz"], images=images, labels=test.labels.numpy()[:8])
-    return paths
-
-
-def _quantize_onnx(float_path, calibration: np.ndarray, path) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Images(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter({"image": calibration[i:i + 1]} for i in range(len(calibration)))
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    quantize_static(str(float_path), str(path), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+def models(models):
+    """The session's shared model files (tests/conftest.py), by the names these tests use."""
+    return {"float.onnx": models.float_onnx, "float.tflite": models.float_tflite, "int8.onnx": models.int8_onnx,
+            "inputs.npz": models.inputs_npz}
 
 
 def host_profile(**overrides) -> DeviceProfile:
@@ -94,7 +60,7 @@ def test_local_float_and_int8_onnx_interleaved_plus_float_tflite(models):
     check_entries(entries, models, "test-host")
     tflite = entries[2]
     assert tflite["runtime"] == "litert" and tflite["delegate"] == "xnnpack" and tflite["ratio_to_float"] is None
-    assert tflite["accuracy"]["samples"] == 8  # the .npz's labels reached the script
+    assert tflite["accuracy"]["samples"] == TEST_SAMPLES  # the .npz's labels reached the script
     assert "test-host" in format_table(entries) and "onnxruntime/cpu" in format_table(entries)
 
 

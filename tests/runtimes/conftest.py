@@ -1,10 +1,10 @@
 """Real model files for the runtime tests, built once per session.
 
-A MobileNet v1 (alpha 0.25, 32x32, 10 classes) trained for 100 steps (~60% top-1) on a Fashion-MNIST slice, then:
+The session's trained MobileNet v1 (tests/conftest.py ``trained_tiny``: alpha 0.25, 32x32, 10 classes, ~70% top-1), then:
 float ONNX (dynamo export, dynamic batch), int8 ONNX (onnxruntime ``quantize_static``: QDQ, per-channel,
 calibrated on 64 real images), float TFLite (NCHW input, batch fixed at 1) and int8 TFLite (PT2E PTQ,
 int8 I/O, NHWC input, through edgekit's own PT2E backend and ``write_tflite``) and the same int8 TFLite rewritten to
-float I/O. Building them takes ~30 s of CPU (training 100 steps ~3 s, each conversion 5-8 s).
+float I/O. Building them takes ~30 s of CPU (each conversion 5-8 s).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.data import BatchTransform, ImageSet, build_datasets
+from edgekit.data import BatchTransform, ImageSet
 from edgekit.export.tflite_io import write_float_io
-from edgekit.models import create_model
-from edgekit.recipe.schema import DataSection, TrainSection
-from edgekit.train import configure_torch, train
+from edgekit.train import configure_torch
 
 RESOLUTION = 32
-MEAN = STD = [0.5, 0.5, 0.5]
 CALIBRATION_IMAGES = 64
+TEST_IMAGES = 300
 
 
 @dataclass
@@ -39,15 +37,15 @@ class Fixtures:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> Fixtures:
+def built(tmp_path_factory, trained_tiny) -> Fixtures:
     folder = tmp_path_factory.mktemp("runtimes")
     threads_before = torch.get_num_threads()
     configure_torch(1)  # one core: the machine is shared
     torch.manual_seed(0)
     try:
-        train_set, test_set = build_datasets(DataSection(max_train_samples=3200, max_eval_samples=300), RESOLUTION, seed=0)
-        model = _trained_model(train_set, folder)
-        transform = BatchTransform(RESOLUTION, MEAN, STD, augment=False)
+        train_set, transform = trained_tiny.train_set, trained_tiny.transform
+        test_set = trained_tiny.test_set.subset(TEST_IMAGES, seed=0)
+        model = trained_tiny.model()
         calibration = transform(train_set.load(torch.arange(CALIBRATION_IMAGES)))
         files = {
             "float.onnx": _export_onnx(model, folder / "float.onnx"),
@@ -79,14 +77,6 @@ def batch_one_onnx(built, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("batch1") / "batch1.onnx"
     onnx.save(model, str(path))
     return path
-
-
-def _trained_model(train_set: ImageSet, folder: Path) -> torch.nn.Module:
-    model = create_model("mobilenet_v1", alpha=0.25, num_classes=10)
-    config = TrainSection(epochs=1, batch_size=32, lr=0.01, threads=1, device="cpu", channels_last=False)
-    transform = BatchTransform(RESOLUTION, MEAN, STD, augment=False)
-    train(model, train_set, transform, config, seed=0, checkpoint_path=folder / "train.pt", checkpoint_key="runtimes")
-    return model.eval()
 
 
 def _example(batch: int = 1) -> tuple[torch.Tensor]:

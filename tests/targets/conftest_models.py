@@ -1,7 +1,7 @@
 """Small real models for the target tests: MobileNet v1 alpha 0.25 at 32x32, 10 classes.
 
-Trained for a few steps on a Fashion-MNIST slice (so that accuracy is above chance and quantised
-outputs are not flat), then exported as float ONNX, int8 QDQ ONNX in the layout Qualcomm's HTP accepts
+The session's trained model (tests/conftest.py ``trained_tiny``: accuracy far above chance, so quantised
+outputs are not flat), exported as float ONNX, int8 QDQ ONNX in the layout Qualcomm's HTP accepts
 (onnxruntime ``quantize_static``: uint8 per-tensor activations, int8 per-channel weights), float TFLite
 and int8 TFLite (PT2E PTQ with litert-torch). Each builder writes into ``folder`` and returns the path;
 ``Models`` builds lazily and caches, so a test module pays only for the files it uses.
@@ -16,42 +16,31 @@ import numpy as np
 import pytest
 import torch
 
-from edgekit.data import BatchTransform, build_datasets
-from edgekit.models import create_model
-from edgekit.recipe.schema import DataSection, TrainSection
+from edgekit.data import BatchTransform
 
 RESOLUTION = 32
-MEAN = STD = [0.5, 0.5, 0.5]
-TRAIN_SAMPLES = 1600
 TEST_SAMPLES = 40
 
 
 class Models:
-    """Lazily built model files and a real Fashion-MNIST .npz, all under ``folder``."""
+    """Lazily built model files and a real Fashion-MNIST .npz, all under ``folder``, from the session's
+    trained model (tests/conftest.py ``trained_tiny``)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, trained):
         self.folder = Path(folder)
+        self.trained = trained
 
     @cached_property
     def _data(self):
-        return build_datasets(DataSection(max_train_samples=TRAIN_SAMPLES, max_eval_samples=TEST_SAMPLES),
-                              RESOLUTION, seed=0)
+        return self.trained.train_set, self.trained.test_set.subset(TEST_SAMPLES, seed=0)
 
     @cached_property
     def transform(self) -> BatchTransform:
-        return BatchTransform(RESOLUTION, MEAN, STD, augment=False)
+        return self.trained.transform
 
     @cached_property
     def torch_model(self) -> torch.nn.Module:
-        from edgekit.train import configure_torch, train
-
-        configure_torch(1)
-        torch.manual_seed(0)
-        model = create_model("mobilenet_v1", alpha=0.25, num_classes=10)
-        config = TrainSection(epochs=2, batch_size=32, lr=0.01, threads=1, device="cpu", channels_last=False)
-        train(model, self._data[0], self.transform, config, seed=0,
-              checkpoint_path=self.folder / "train.pt", checkpoint_key="targets")
-        return model.eval()
+        return self.trained.model()
 
     @cached_property
     def calibration(self) -> torch.Tensor:
