@@ -100,3 +100,21 @@ def models(tmp_path_factory, trained_tiny):
     from targets.conftest_models import Models
 
     return Models(tmp_path_factory.mktemp("target-models"), trained_tiny)
+
+
+# --- the fast lane: `pytest -m "not slow"` -----------------------------------------------------------
+
+#: fixtures that train, build or export real models
+SLOW_FIXTURES = {"trained_tiny", "models", "built", "recorded_build", "real_report", "full_report"}
+#: modules that run an emulator, a simulator, a browser, an ssh server or real builds in every test
+SLOW_MODULES = {
+    "test_emulated.py", "test_emulated_harness.py", "test_qnn.py", "test_ssh.py", "test_browser.py",
+    "test_export.py", "test_export_io.py", "test_pipeline.py", "test_train.py", "test_killed_build.py",
+    "test_sweep_real.py", "test_stage_keys.py", "test_lock.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames) or item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -50,6 +50,7 @@ def test_a_rewritten_checkpoint_keeps_its_hash(tmp_path):
     assert sha256_file(path) == before
 
 
+@pytest.mark.slow
 def test_two_processes_write_identical_bytes(tmp_path):
     paths = [tmp_path / "one.pt", tmp_path / "two" / "model.pt"]
     for path in paths:

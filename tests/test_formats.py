@@ -28,6 +28,7 @@ def test_every_reader_follows_a_new_row(extra_format):
     assert "onnx2" in formats.formats_loaded_by("onnxruntime")
 
 
+@pytest.mark.slow
 def test_the_row_writes_with_its_writer_and_recipe_options(extra_format, tmp_path, tiny_recipe):
     import torch
 
