@@ -2,7 +2,8 @@
 only; the work lives in ``grid``, ``run``, ``results``, ``html`` and ``recommend``.
 
 Exit codes: sweep 0 every point built, 1 a point failed (the others still ran), 2 bad input before any
-point ran; recommend 0 a pick, 1 no point meets the constraints (nearest misses listed), 2 bad input.
+point ran; recommend 0 a pick, 1 no point meets the constraints (nearest misses listed) or the gate failed on the
+pick's report so --write-baseline wrote nothing, 2 bad input.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ def add_parser(commands) -> None:
     sweep.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", dest="overrides",
                        help="override a recipe field in every point (repeatable)")
     sweep.add_argument("--out", type=Path, help="sweep directory (default: builds/<recipe name>-sweep)")
-    sweep.add_argument("--jobs", type=_positive_int, default=1, metavar="N", help="points built at once (default 1)")
+    sweep.add_argument("--jobs", type=_positive_int, metavar="N",
+                       help="points built at once (default: 1 locally; on Ray, as many as the cluster's CPUs fit)")
+    sweep.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local: child processes here (default); ray: one Ray task per point on an existing "
+                            "cluster, the sweep directory on a path every node shares (docs/sweep.md)")
+    sweep.add_argument("--ray-address", metavar="ADDR",
+                       help="the Ray cluster's address, HOST:PORT or auto (default: RAY_ADDRESS)")
     sweep.add_argument("--until", metavar="STAGE", help="stop every point's build after STAGE")
     sweep.set_defaults(handler=_sweep)
 
@@ -45,20 +52,39 @@ def add_parser(commands) -> None:
     recommend.add_argument("--min-top1", type=_positive_float, metavar="Y", help="accuracy floor, top-1 in percent")
     recommend.add_argument("--max-size-mb", type=_positive_float, metavar="Z", help="largest shipped file, in MB")
     recommend.add_argument("--write-recipe", type=Path, metavar="FILE", help="write a ready recipe for the pick")
+    recommend.add_argument("--write-baseline", type=Path, metavar="FILE",
+                           help="write a gate baseline (edgekit gate --baseline FILE) from the pick's report.json, "
+                                "when the gate passes on it")
     recommend.set_defaults(handler=_recommend)
 
 
 def _sweep(args) -> int:
     from tqdm import tqdm
 
+    from edgekit.errors import UserInputError
     from edgekit.sweep.grid import plan_points
     from edgekit.sweep.html import write_sweep_html
     from edgekit.sweep.run import default_sweep_dir, run_sweep
 
+    def log(line: str) -> None:
+        tqdm.write(line, file=sys.stdout)
+
     axes, points = plan_points(args.recipe, args.grid, args.overrides)
     out_dir = args.out or default_sweep_dir(points[0].recipe.name or args.recipe.stem)
-    document = run_sweep(args.recipe, axes, points, out_dir, set_args=args.overrides, until=args.until,
-                         jobs=args.jobs, log=lambda line: tqdm.write(line, file=sys.stdout))
+    if args.executor == "ray":
+        from edgekit.sweep.ray_executor import import_ray, ray_runner
+
+        run_point, jobs = ray_runner(points, args.ray_address, args.jobs, out_dir, log)
+        try:
+            document = run_sweep(args.recipe, axes, points, out_dir, set_args=args.overrides, until=args.until,
+                                 jobs=jobs, run_point=run_point, log=log)
+        finally:
+            import_ray().shutdown()
+    else:
+        if args.ray_address is not None:
+            raise UserInputError("--ray-address: only with --executor ray")
+        document = run_sweep(args.recipe, axes, points, out_dir, set_args=args.overrides, until=args.until,
+                             jobs=args.jobs or 1, log=log)
     write_sweep_html(document, out_dir / "sweep.html")
     print(format_sweep(document, out_dir))
     return 1 if any(point["status"] != "done" for point in document["points"]) else 0
@@ -85,12 +111,13 @@ def format_sweep(sweep: dict, out_dir: Path) -> str:
 def _recommend(args) -> int:
     from edgekit.gate.cli import check_output_file
     from edgekit.sweep.recommend import (
-        Constraints, candidates, format_recommendation, recommend, select_series, write_recipe,
+        Constraints, candidates, format_recommendation, recommend, select_series, write_baseline, write_recipe,
     )
     from edgekit.sweep.results import load_sweep
 
-    if args.write_recipe is not None:
-        check_output_file(args.write_recipe, "--write-recipe")
+    for flag, path in (("--write-recipe", args.write_recipe), ("--write-baseline", args.write_baseline)):
+        if path is not None:
+            check_output_file(path, flag)
     metric = "latency" if args.max_latency_ms is not None else "instructions" if args.max_instructions is not None else None
     max_cost = args.max_latency_ms if args.max_latency_ms is not None else args.max_instructions
     constraints = Constraints(metric, max_cost, args.min_top1, args.max_size_mb)
@@ -104,6 +131,12 @@ def _recommend(args) -> int:
     if args.write_recipe is not None:
         write_recipe(result.chosen, args.write_recipe, args.sweep_dir)
         print(f"recipe: {args.write_recipe}")
+    if args.write_baseline is not None:
+        gate = write_baseline(result.chosen, args.sweep_dir, args.write_baseline)
+        if gate.baseline_written is None:
+            print(f"{gate.text()}\nbaseline not written: the gate failed on the pick's report")
+            return 1
+        print(f"baseline: {args.write_baseline}")
     return 0
 
 

@@ -237,3 +237,12 @@ def write_recipe(item: Candidate, path: Path, sweep_dir: Path) -> Path:
               f"# ({_overrides_text(item.point)}); ship {item.artifact} with {item.series.runtime}.\n")
     text = header + yaml.safe_dump(item.point["recipe"], sort_keys=False, allow_unicode=True)
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_baseline(item: Candidate, sweep_dir: Path, path: Path):
+    """The gate run on the picked point's report.json, storing it as a baseline at ``path`` through the gate's
+    own writer, which writes only when the gate passes (a baseline holds good results). Returns the GateResult."""
+    from edgekit.gate import run_gate
+
+    base = sweep_dir if sweep_dir.is_dir() else sweep_dir.parent  # the sweep directory or its sweep.json
+    return run_gate(base / item.point["build_dir"] / "report.json", write_baseline=path)

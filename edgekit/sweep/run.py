@@ -104,14 +104,25 @@ def finished_report(point_dir: Path, point: Point, planned: list[str]) -> dict |
 
 def build_point(recipe_path: Path, point: Point, point_dir: Path, until: str | None, log_path: Path) -> Outcome:
     """``edgekit build`` of one point in a child process; its output goes to ``log_path``."""
-    command = [sys.executable, "-m", "edgekit.cli", "build", str(recipe_path)]
-    for arg in point.set_args:
-        command += ["--set", arg]
-    command += ["--out", str(point_dir)] + (["--until", until] if until else [])
+    return run_build(build_args(recipe_path, point.set_args, point_dir, until), log_path)
+
+
+def build_args(recipe_path: Path, set_args: tuple[str, ...], point_dir: Path, until: str | None) -> list[str]:
+    """The ``edgekit build`` arguments of one point (after ``python -m edgekit.cli``)."""
+    args = ["build", str(recipe_path)]
+    for arg in set_args:
+        args += ["--set", arg]
+    return args + ["--out", str(point_dir)] + (["--until", until] if until else [])
+
+
+def run_build(args: list[str], log_path: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Outcome:
+    """Run ``python -m edgekit.cli ARGS`` with this process's Python, its output to ``log_path``; ``env``
+    adds to this process's environment."""
+    command = [sys.executable, "-m", "edgekit.cli", *args]
     started = time.monotonic()
     with open(log_path, "wb") as log_file:
         returncode = subprocess.run(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, "EDGEKIT_NO_PROGRESS": "1"}).returncode
+                                    cwd=cwd, env={**os.environ, "EDGEKIT_NO_PROGRESS": "1", **(env or {})}).returncode
     seconds = time.monotonic() - started
     if returncode == 0:
         return Outcome(True, seconds)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -75,6 +77,48 @@ def test_write_recipe_is_the_picked_points_ready_recipe(sweep_dir, tmp_path, cap
     assert code == 0 and f"recipe: {target}" in out
     recipe = validate(yaml.safe_load(target.read_text()), source=str(target))
     assert (recipe.model.alpha, recipe.model.resolution, recipe.quantize.method) == (0.25, 64, "ptq")
+
+
+def _with_reports(sweep_dir, **changes):
+    """Each point's report.json in its build directory, as ``edgekit sweep`` leaves it."""
+    from edgekit.artifacts import write_json
+
+    from .handmade import TABLE, make_report
+
+    reports = {}
+    for point_id, (alpha, resolution) in zip(IDS, TABLE):
+        reports[point_id] = {**make_report(alpha, resolution), **changes}
+        write_json(sweep_dir / "points" / point_id / "report.json", reports[point_id])
+    return reports
+
+
+def test_write_baseline_is_the_gate_baseline_of_the_picked_points_report(sweep_dir, tmp_path, capsys):
+    from edgekit.gate.checks import baseline_from_report
+
+    reports = _with_reports(sweep_dir)
+    target = tmp_path / "out" / "baseline.json"
+    code, out, _err = _run(capsys, sweep_dir / "sweep.json", "--device", "host", "--max-latency-ms", "0.4",
+                           "--write-baseline", target)
+    assert code == 0 and out.startswith(f"pick: {B} (litert)") and f"baseline: {target}" in out
+    assert json.loads(target.read_text()) == baseline_from_report(reports[B])
+    gate = ["gate", str(sweep_dir / "points" / B / "report.json"), "--baseline", str(target)]
+    assert main(gate) == 0 and "gate passed" in capsys.readouterr().out
+
+
+def test_write_baseline_refused_when_the_gate_fails_on_the_pick(sweep_dir, tmp_path, capsys):
+    _with_reports(sweep_dir, build={"complete": False, "stages_planned": ["train", "evaluate"],
+                                    "stages_finished": ["train"]})
+    target = tmp_path / "baseline.json"
+    code, out, _err = _run(capsys, sweep_dir, "--device", "host", "--max-latency-ms", "0.4", "--write-baseline", target)
+    assert code == 1 and "baseline not written: the gate failed on the pick's report" in out
+    assert "FAIL" in out and not target.exists()
+
+
+def test_write_baseline_without_the_points_report_is_exit_2(sweep_dir, tmp_path, capsys):
+    code, _out, err = _run(capsys, sweep_dir, "--device", "host", "--max-latency-ms", "0.4", "--write-baseline",
+                           tmp_path / "baseline.json")
+    assert code == 2 and err.startswith("edgekit: error: ") and f"points/{B}/report.json" in err
+    assert err.count("\n") == 1 and not (tmp_path / "baseline.json").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,21 +8,18 @@ import json
 
 import pytest
 
-from conftest import REPO, tiny_recipe_data
+from conftest import REPO
 from edgekit.cli import main
 from edgekit.sweep.results import load_sweep
+
+from .tiny import tiny_sweep_recipe
 
 pytestmark = pytest.mark.slow
 
 
 def test_real_sweep_records_a_failure_then_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(REPO)  # the recipe names devices/host-smoke.yaml
-    data = tiny_recipe_data(data={"max_train_samples": 256, "max_eval_samples": 128},
-                            quantize={"method": "ptq", "calibration_batches": 2},
-                            export={"formats": ["onnx"]}, evaluate={"runtimes": ["onnxruntime"], "threads": 1},
-                            profile={"devices": ["devices/host-smoke.yaml"], "threads": [1]})
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(json.dumps(data))
+    recipe = tiny_sweep_recipe(tmp_path)
     out = tmp_path / "sweep"
     blocker = out / "points" / "resolution=64"
     blocker.parent.mkdir(parents=True)
@@ -55,5 +52,10 @@ def test_real_sweep_records_a_failure_then_resumes(tmp_path, monkeypatch, capsys
     assert large == pytest.approx(4 * small, rel=0.01)
     assert '<svg id="pareto-0"' in (out / "sweep.html").read_text()
 
-    assert main(["recommend", str(out), "--device", "host-smoke", "--max-latency-ms", "1000"]) == 0
-    assert capsys.readouterr().out.startswith("pick: resolution=")
+    baseline = tmp_path / "baseline.json"
+    assert main(["recommend", str(out), "--device", "host-smoke", "--max-latency-ms", "1000",
+                 "--write-baseline", str(baseline)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("pick: resolution=") and f"baseline: {baseline}" in printed
+    picked = printed.split()[1]
+    assert main(["gate", str(out / "points" / picked / "report.json"), "--baseline", str(baseline)]) == 0
