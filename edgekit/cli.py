@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = ["edgekit", *(sys.argv[1:] if argv is None else argv)]  # recorded as the report's build.command
     try:
         return args.handler(args)
     except EdgekitError as exc:
@@ -49,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="rerun STAGE even when its inputs are unchanged (repeatable)")
     build.add_argument("--until", metavar="STAGE", help="stop after STAGE (train, evaluate, export, quantize, "
                        "export_int8, runtimes, profile)")
+    build.add_argument("--wide", action="store_true", help="print the full summary table (default: fit 120 columns)")
     build.set_defaults(handler=_build)
 
     inspect = commands.add_parser("inspect", help="print the model's per-layer cost table (paper Tables 1-2)")
@@ -84,8 +86,8 @@ def _build(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     report, _records = build(recipe, args.out, force=tuple(args.force), until=args.until,
-                             command=f"edgekit build {args.recipe}")
-    print(format_summary(report, args.out or default_out_dir(recipe)))
+                             command=f"edgekit build {args.recipe}", argv=args.argv)
+    print(format_summary(report, args.out or default_out_dir(recipe), wide=args.wide))
     return 0
 
 

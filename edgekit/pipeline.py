@@ -3,6 +3,8 @@ with report.json rewritten after every stage and report.html written at the end.
 
 from __future__ import annotations
 
+import shlex
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -30,7 +32,7 @@ def default_out_dir(recipe: Recipe) -> Path:
 
 def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (), until: str | None = None,
           on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
-          command: str = "edgekit build") -> tuple[dict, list[StageRecord]]:
+          command: str = "edgekit build", argv: list[str] | None = None) -> tuple[dict, list[StageRecord]]:
     """Run the build of ``recipe`` into ``out_dir`` (``--out``; default ``builds/<recipe name>``) under the
     directory's lock, up to and including stage ``until`` (default: all), write report.html beside
     report.json, then enforce ``export.require_int8_kernels``."""
@@ -50,9 +52,10 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     context = BuildContext(recipe, out_dir, on_step=on_step)
     base_report = {"model": model_summary(recipe), "environment": environment()}
     planned = [stage.name for stage in selected]
+    invocation = {"started": utc_now_iso(), "command": list(argv) if argv else shlex.split(command)}
 
     def write_progress(fragments: list[dict], records: list[StageRecord]) -> None:
-        write_report(context, [base_report, *fragments], records, planned)
+        write_report(context, [base_report, *fragments], records, planned, invocation)
 
     with build_lock(out_dir, command=command):
         write_progress([], [])  # a build killed before its first stage ends leaves a report marked incomplete
@@ -64,7 +67,9 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     return report, records
 
 
-def write_report(context: BuildContext, fragments: list[dict], records: list[StageRecord], planned: list[str]) -> None:
+def write_report(context: BuildContext, fragments: list[dict], records: list[StageRecord], planned: list[str],
+                 invocation: dict | None = None) -> None:
+    """``invocation``: the build's start time and command line (``build.started``, ``build.command``)."""
     from edgekit.report.schema import REPORT_SCHEMA_VERSION
 
     finished = [record.name for record in records]
@@ -72,7 +77,8 @@ def write_report(context: BuildContext, fragments: list[dict], records: list[Sta
         "schema_version": REPORT_SCHEMA_VERSION,
         "edgekit_version": __version__,
         "recipe": context.recipe.model_dump(mode="json"),
-        "build": {"complete": finished == planned, "stages_planned": planned, "stages_finished": finished},
+        "build": {"complete": finished == planned, "stages_planned": planned, "stages_finished": finished,
+                  **(invocation or {})},
         "stages": [record.__dict__ for record in records],
         "accuracy": [],
     }
@@ -99,3 +105,7 @@ def environment() -> dict:
 
     return {"python": platform.python_version(), "machine": platform.machine(),
             **{package: package_version(package) for package in REPORT_PACKAGES}}
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -286,13 +286,16 @@ def instruction_counts(runs):
     return int(statistics.median(inferences)) - harness_median, harness_median
 
 
-def host_facts():
+def host_facts(emulated=False):
+    """The machine as this process sees it; None where unknown. Under qemu-user (``emulated``) the core
+    count and governor would be the host's, not the emulated device's: None."""
     cpuinfo = _read("/proc/cpuinfo") or ""
     fields = dict(line.split(":", 1) for line in cpuinfo.splitlines() if ":" in line)
     fields = {key.strip(): value.strip() for key, value in fields.items()}
     cpu = fields.get("model name") or ARM_PARTS.get(fields.get("CPU part", "").lower()) or fields.get("CPU part")
-    return {"machine": platform.machine(), "cpu": cpu or platform.processor() or None, "cores": os.cpu_count(),
-            "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")}
+    return {"machine": platform.machine(), "cpu": cpu or platform.processor() or None,
+            "cores": None if emulated else os.cpu_count(),
+            "governor": None if emulated else _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")}
 
 
 def _read(path):
@@ -376,7 +379,7 @@ def profile(args):
         "latency_ms": latency_stats(times) if wall_clock else None, "runs": len(times), "seconds": seconds,
         "init_ms": init_ms if wall_clock else None, "first_inference_ms": first_ms if wall_clock else None,
         # Under qemu-user or the HTP simulator, ru_maxrss is the emulator's process, not the device's.
-        "peak_rss_mb": peak_rss_mb() if wall_clock else None, "host": host_facts(), "accuracy": accuracy,
+        "peak_rss_mb": peak_rss_mb() if wall_clock else None, "host": host_facts(args.markers), "accuracy": accuracy,
         "outputs_file": args.save_outputs if args.inputs else None, "per_node": per_node,
         "instructions_per_inference": instructions, "harness_instructions": harness_instructions,
         **({"simulated_ms": latency_stats(times)} if args.provider == "qnn-htp" else {}),

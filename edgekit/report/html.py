@@ -17,32 +17,74 @@ from edgekit.artifacts import write_atomically
 from edgekit.report import plots
 from edgekit.report.schema import upgrade_report
 from edgekit.report.summary import (
-    accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, incomplete_text, is_device_latency,
-    kernel_text, metric_label, ratio_text,
+    accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, incomplete_text, int8_slowdowns,
+    is_device_latency, kernel_check_for, kernel_text, metric_label, profiles_for, ratio_text, slowdown_reason,
+    slowdown_text,
 )
 
 STYLE = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
 h1{font-size:1.6em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0}
 th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;font-size:13px}td.n{text-align:right;white-space:nowrap}
 .scroll{overflow-x:auto}td.n{font-variant-numeric:tabular-nums}td.na{color:#777;text-align:center}
 th{background:#f4f4f4}.absent{color:#777;font-style:italic}.fail{color:#b00020;font-weight:bold}
 .note{color:#555;font-size:.92em}svg.plot{display:block;margin:.8em 0;max-width:100%;height:auto}
+.good{background:#dff3e4}.warn{background:#fff1c7}.bad{background:#fbdfe1}
+#headline{border:3px solid #888;border-radius:6px;padding:.2em 1em;margin:1em 0}#headline.overall-good{border-color:#2e9e5b}
+#headline.overall-warn{border-color:#c28a1f}#headline.overall-bad{border-color:#b00020}#headline h2{margin-top:.4em}
+#headline p.verdict{font-size:1.15em;margin:.3em 0}#headline p.verdict strong{padding:0 .3em}
+pre.recipe{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:12px}
 """
+#: the headline's colours, best to worst
+COLOURS = ("good", "warn", "bad")
+COLOUR_WORDS = {"good": "GREEN", "warn": "AMBER", "bad": "RED"}
+#: int8 size as a share of its float twin: green up to GOOD_SIZE_SHARE, amber up to WARN_SIZE_SHARE
+GOOD_SIZE_SHARE, WARN_SIZE_SHARE = 0.35, 0.6
+#: int8/float cost ratio: green below GOOD_RATIO, amber up to 1 (hardly faster), red above 1 (slower)
+GOOD_RATIO = 0.9
+#: where the on-device script and the adb target read each machine fact
+FACT_SOURCES = {
+    "script": {"machine": "platform.machine()", "cpu": "/proc/cpuinfo", "cores": "os.cpu_count()",
+               "governor": "cpu0 scaling_governor in sysfs"},
+    "adb": {"machine": "uname -m", "cpu": "getprop ro.soc.model or ro.product.model", "cores": "nproc",
+            "governor": "cpu0 scaling_governor in sysfs"},
+}
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 TOP_NODES = 12
 
 
 def write_html(report: dict, path: Path) -> Path:
-    """Write ``report`` as a self-contained HTML page at ``path`` (atomically); return the path."""
-    page = render_html(report)
+    """Write ``report`` as a self-contained HTML page at ``path`` (atomically); return the path. When the
+    recipe names a gate baseline, the gate runs on the report.json beside ``path`` for the headline."""
+    page = render_html(report, gate=gate_verdict(report, Path(path).with_name("report.json")))
     return write_atomically(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
 
-def render_html(report: dict) -> str:
+def gate_verdict(report: dict, report_path: Path) -> tuple[str, str] | None:
+    """(colour, text) of ``edgekit gate`` on ``report_path`` when the recipe sets ``gate.baseline``, else None."""
+    from edgekit.errors import EdgekitError
+    from edgekit.gate import run_gate
+
+    baseline = (report.get("recipe", {}).get("gate") or {}).get("baseline")
+    if not baseline:
+        return None
+    if not report_path.is_file():
+        return "warn", f"gate vs baseline {baseline}: not run ({report_path.name} not written)"
+    try:
+        result = run_gate(report_path)
+    except EdgekitError as exc:
+        return "warn", f"gate vs baseline {baseline}: not run ({exc})"
+    if result.passed:
+        return "good", f"gate vs baseline {baseline}: passed ({len(result.checks)} checks)"
+    failed = result.failures()
+    return "bad", f"gate vs baseline {baseline}: FAILED {len(failed)} of {len(result.checks)} checks: {failed[0].line()}"
+
+
+def render_html(report: dict, *, gate: tuple[str, str] | None = None) -> str:
+    """The page; ``gate``: the (colour, text) verdict of the gate against a baseline, shown in the headline."""
     report = upgrade_report(report)
     name = report.get("recipe", {}).get("name") or "build"
-    sections = [_model_card(report), _accuracy_section(report), _kernel_section(report), _size_section(report),
+    sections = [_headline(report, gate), _build_section(report), _model_card(report), _accuracy_section(report), _kernel_section(report), _size_section(report),
                 _latency_section(report), _training_section(report), _stages_section(report)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -54,6 +96,136 @@ def render_html(report: dict) -> str:
 
 
 # --- sections -----------------------------------------------------------------------------------
+
+
+def _headline(report: dict, gate: tuple[str, str] | None) -> str:
+    """Per int8 file and runtime: top-1 change vs float, int8/float cost per device, size share, kernel
+    check; each cell green, amber or red, the box the worst of them (and of the gate's verdict)."""
+    columns = list(dict.fromkeys((p["device"], p["threads"]) for p in report.get("profiles", [])))
+    several_threads = len({threads for _, threads in columns}) > 1
+    headers = ["int8 file", "runtime", "top-1 change vs float", *(
+        f"int8/float {_metric_word(report, device)} on {device}" + (f" ({threads}t)" if several_threads else "")
+        for device, threads in columns), "size vs float", "int8 kernels"]
+    rows = [[entry["artifact"], entry["runtime"], _top1_cell(report, entry),
+             *(_ratio_headline_cell(profiles_for(report, entry["artifact"], entry["runtime"], device, threads))
+               for device, threads in columns),
+             _size_share_cell(report, entry["artifact"]), _kernel_headline_cell(report, entry)]
+            for entry in report.get("accuracy", []) if entry["precision"] == "int8"]
+    colours = [cell.css for row in rows for cell in row if isinstance(cell, _Cell) and cell.css in COLOURS]
+    if gate:
+        colours.append(gate[0])
+    if not rows:
+        colours.append("warn")
+    overall = max(colours, key=COLOURS.index) if colours else "warn"
+    parts = [f'<p class="verdict"><strong class="{overall}">{COLOUR_WORDS[overall]}</strong> '
+             f'{escape(_verdict_text(report, rows, overall))}</p>']
+    if rows:
+        parts.append(_table(headers, rows))
+    slow = int8_slowdowns(report)
+    if slow:
+        items = "".join(f"<li><strong>int8 slower than float</strong>: {escape(slowdown_text(report, profile))}. "
+                        f"Likely reason: {escape(slowdown_reason(report, profile))}.</li>" for profile in slow)
+        parts.append(f"<ul>{items}</ul>")
+    if gate:
+        parts.append(f'<p class="{gate[0]}">{escape(gate[1])}</p>')
+    elif (report.get("recipe", {}).get("gate") or {}).get("baseline") is None:
+        parts.append('<p class="note">No gate baseline in the recipe (gate.baseline): no verdict against a baseline.</p>')
+    parts.append(f'<p class="note">Green: top-1 drop at most half of gate.max_int8_drop '
+                 f'({_max_int8_drop(report):g} points), int8/float cost below {GOOD_RATIO}, size at most '
+                 f'{GOOD_SIZE_SHARE:.0%} of float, int8 kernels only. Amber: drop within max_int8_drop, cost ratio '
+                 f'{GOOD_RATIO}-1, size at most {WARN_SIZE_SHARE:.0%}, or not measured. Red: beyond those; an int8 '
+                 f'file slower than float is red.</p>')
+    return f'<section id="headline" class="overall-{overall}"><h2>Headline</h2>{"".join(parts)}</section>'
+
+
+def _verdict_text(report: dict, rows: list, overall: str) -> str:
+    if not rows:
+        return "no int8 file was measured in this build"
+    if not report["build"]["complete"]:
+        return incomplete_text(report["build"])
+    if overall == "good":
+        return "every int8 file keeps its accuracy, is smaller and faster than float, and runs int8 kernels"
+    slow = int8_slowdowns(report)
+    if slow:
+        return f"{len(slow)} int8 run(s) slower than float (below); see the red cells"
+    return "see the amber and red cells below"
+
+
+def _max_int8_drop(report: dict) -> float:
+    from edgekit.gate import gate_settings
+
+    try:
+        return gate_settings(report, {}, "report")["max_int8_drop"]
+    except Exception:  # a report whose gate section this edgekit cannot read: the recipe default
+        from edgekit.recipe.schema import GateSection
+
+        return GateSection().max_int8_drop
+
+
+def _top1_cell(report: dict, entry: dict) -> "_Cell":
+    from edgekit.gate.checks import int8_drop_checks
+
+    limit = _max_int8_drop(report)
+    name = f"{entry['runtime']} {entry['artifact']}"
+    check = next((c for c in int8_drop_checks(report, limit) if c.name == name), None)
+    if check is None or check.measured is None:
+        return _Cell("no float entry to compare", "warn")
+    drop = check.measured
+    colour = "good" if drop <= limit / 2 else "warn" if drop <= limit + 1e-9 else "bad"
+    return _Cell(f"{0.0 - drop:+.2f} points", colour)  # 0.0 - 0.0 is +0.00, never -0.00
+
+
+def _metric_word(report: dict, device: str) -> str:
+    metrics = {p["metric"] for p in report.get("profiles", []) if p["device"] == device}
+    return metric_label(metrics.pop()) if len(metrics) == 1 else "cost"
+
+
+def _ratio_headline_cell(profiles: list[dict]) -> "_Cell":
+    ratios = [(p["delegate"], p["ratio_to_float"]) for p in profiles if p.get("ratio_to_float") is not None]
+    if not ratios:
+        return _Cell("-", "na")
+    worst = max(ratio for _, ratio in ratios)
+    colour = "bad" if worst > 1 else "warn" if worst >= GOOD_RATIO else "good"
+    texts = [f"{ratio:.2f}×" + (" SLOWER" if ratio > 1 else "") for _, ratio in ratios]
+    if len(ratios) > 1:
+        texts = [f"{delegate}: {text}" for (delegate, _), text in zip(ratios, texts)]
+    return _Cell("; ".join(texts), colour)
+
+
+def _size_share_cell(report: dict, ref: str) -> "_Cell":
+    artifact = find_artifact(report, ref)
+    twin = next((a for a in report.get("artifacts", []) if artifact and a["precision"] == "float32"
+                 and a["format"] == artifact["format"]), None)
+    if not artifact or not twin or not twin["bytes"]:
+        return _Cell("-", "na")
+    share = artifact["bytes"] / twin["bytes"]
+    colour = "good" if share <= GOOD_SIZE_SHARE else "warn" if share <= WARN_SIZE_SHARE else "bad"
+    return _Cell(f"{share:.0%} of {twin['name']}", colour)
+
+
+def _kernel_headline_cell(report: dict, entry: dict) -> "_Cell":
+    check = kernel_check_for(report, entry["artifact"], entry["runtime"])
+    if check is None:
+        return _Cell("not checked", "warn")
+    return _Cell(kernel_text(check), "good" if check["ok"] else "bad")
+
+
+def _build_section(report: dict) -> str:
+    """When the build started, its command line, its recipe (YAML, folded)."""
+    import shlex
+
+    import yaml
+
+    build = report["build"]
+    started = build.get("started") or "not recorded in this report"
+    command = shlex.join(build["command"]) if build.get("command") else "not recorded in this report"
+    rows = [["started (UTC)", started], ["command", command],
+            ["stages", f"{len(build['stages_finished'])} of {len(build['stages_planned'])} finished"
+                       + ("" if build["complete"] else " (incomplete)")]]
+    recipe = yaml.safe_dump(report.get("recipe", {}), sort_keys=False, allow_unicode=True)
+    folded = (f'<details><summary>Recipe (YAML, as resolved with every default)</summary>'
+              f'<pre class="recipe">{escape(recipe)}</pre></details>')
+    return _section("Build", _table(["", ""], rows, header=False) + folded)
 
 
 def _model_card(report: dict) -> str:
@@ -135,7 +307,8 @@ def _size_section(report: dict) -> str:
              _Cell(f"{a['bytes']:,}", "n"), _num(a["bytes"] / 1e6, 3), a["sha256"][:12]] for a in artifacts]
     bars = [(f"{a['name']} ({a['precision']}, {a['method']})", a["bytes"] / 1e6,
              plots.INT8_COLOR if a["precision"] == "int8" else plots.FLOAT_COLOR) for a in artifacts]
-    plot = plots.bar_svg("plot-size", "Size per artifact (MB, file on disk)", bars, "MB on disk")
+    plot = plots.bar_svg("plot-size", "Size per artifact (MB, file on disk)", bars, "MB on disk",
+                         value_format=lambda value: f"{value:.3f}")
     table = _table(["artifact", "path", "format", "precision", "method", "I/O", "bytes", "MB", "sha256"], rows)
     return _section("Size per artifact", table + plot)
 
@@ -149,14 +322,21 @@ def _latency_section(report: dict) -> str:
 def _device_block(report: dict, device: str) -> str:
     profiles = [p for p in report["profiles"] if p["device"] == device]
     kinds = sorted({p["obtained"] for p in profiles})
-    rows = [_latency_row(report, profile) for profile in profiles]
-    headers = ["artifact", "runtime", "delegate", "precision", "threads", "obtained", "p50 ms", "p90 ms", "p99 ms",
-               "mean ± std ms", "min ms", "measured", "runs", "int8/float", "init ms", "1st run ms", "peak RSS MB"]
-    host = profiles[0].get("host") or {}
-    host_text = ", ".join(f"{key}={value}" for key, value in host.items()) or "not recorded"
+    latency_columns = any(is_device_latency(p) for p in profiles)  # the ms columns only where a latency is
+    rows = [_latency_row(report, profile, latency_columns) for profile in profiles]
+    headers = ["artifact", "runtime", "delegate", "precision", "threads", "obtained", "measured",
+               *(["p90 ms", "p99 ms", "mean ± std ms", "min ms"] if latency_columns else []), "runs", "int8/float"]
+    startup = [[p["artifact"], p["runtime"], p["delegate"] or "not recorded", *_startup_cells(p)] for p in profiles]
     parts = [f"<h3>{escape(device)} ({escape(', '.join(kinds))})</h3>", _table(headers, rows),
-             f'<p class="note">host: {escape(host_text)}</p>']
-    if any(not is_device_latency(p) for p in profiles):
+             '<p class="note">int8/float: this file\'s figure over its float twin\'s (same device, runtime, delegate, '
+             'threads); above 1, int8 is slower.</p>',
+             f'<p class="note">{escape(_machine_facts(profiles[0]))}</p>']
+    if any(p["obtained"] == "real" for p in profiles):  # elsewhere times and memory are the emulator's
+        parts[3:3] = ["<h4>Start-up and memory</h4>",
+                      _table(["artifact", "runtime", "delegate", "init ms", "1st run ms", "peak RSS MB"], startup)]
+    if not latency_columns:
+        parts.insert(2, f'<p class="note">{escape(_not_latency_text(profiles[0]))}.</p>')
+    elif any(not is_device_latency(p) for p in profiles):
         parts.append('<p class="note">Only latencies measured on the real device fill the ms columns. Emulated and '
                      'simulated runs report their own metric (instructions per inference, ...); their wall-clock '
                      'times are not device latencies and are not shown.</p>')
@@ -182,17 +362,18 @@ def _note_text(profile: dict) -> str:
             f'{escape(str(profile["delegate"]))}): {escape(profile["note"])}</p>')
 
 
-def _latency_row(report: dict, profile: dict) -> list:
-    obtained = profile["obtained"]
+def _not_latency_text(profile: dict) -> str:
+    return f"not a latency ({profile['obtained']}): see {metric_label(profile['metric'])}"
+
+
+def _latency_row(report: dict, profile: dict, latency_columns: bool = True) -> list:
     head = [profile["artifact"], profile["runtime"], profile["delegate"] or "not recorded",
-            _precision_of(report, profile), profile["threads"], obtained]
-    tail = [_Cell(_measured_text(profile), "n"), profile["runs"], _ratio_cell(profile)]
-    rss = "-" if profile.get("peak_rss_mb") is None else _num(profile["peak_rss_mb"], 1)
+            _precision_of(report, profile), profile["threads"], profile["obtained"], _Cell(_measured_text(profile), "n")]
+    tail = [profile["runs"], _ratio_cell(profile)]
+    if not latency_columns:
+        return [*head, *tail]
     if not is_device_latency(profile):  # no device latency: one grey cell instead of the ms columns
-        grey = _Cell(f"not a latency ({obtained}): see {metric_label(profile['metric'])}", "na", 5)
-        if obtained != "real":  # and the emulator's (or simulator host's) memory is not the device's
-            return [*head, grey, *tail, _Cell("n/a", "na", 3)]
-        return [*head, grey, *tail, *_wall_times(profile), rss]
+        return [*head, _Cell(_not_latency_text(profile), "na", 4), *tail]
     latency = profile["distribution"] or {}
 
     def ms(value):
@@ -200,12 +381,39 @@ def _latency_row(report: dict, profile: dict) -> list:
 
     spread = (f"{latency['mean']:.3f} ± {latency['std']:.3f}"
               if latency.get("mean") is not None and latency.get("std") is not None else "-")
-    return [*head, *(ms(latency.get(k)) for k in ("p50", "p90", "p99")), _Cell(spread, "n"), ms(latency.get("min")),
-            *tail, *_wall_times(profile), rss]
+    return [*head, *(ms(latency.get(k)) for k in ("p90", "p99")), _Cell(spread, "n"), ms(latency.get("min")), *tail]
 
 
-def _wall_times(profile: dict) -> list:
-    return ["-" if profile.get(key) is None else _num(profile[key], 3) for key in ("init_ms", "first_inference_ms")]
+def _startup_cells(profile: dict) -> list:
+    """Init time, first inference and peak RSS: wall-clock and memory of the real device only."""
+    if profile["obtained"] != "real":  # the emulator's (or simulator host's) times and memory, not the device's
+        return [_Cell(f"n/a ({profile['obtained']})", "na", 3)]
+    times = ["-" if profile.get(key) is None else _num(profile[key], 3) for key in ("init_ms", "first_inference_ms")]
+    return [*times, "-" if profile.get("peak_rss_mb") is None else _num(profile["peak_rss_mb"], 1)]
+
+
+def _machine_facts(profile: dict) -> str:
+    """The known facts about the machine that ran ``profile``, each with where it came from."""
+    target = profile.get("target") or {}
+    kind = profile.get("kind") or target.get("kind")
+    parts = []
+    if kind:
+        parts.append(f"device kind {kind} (device file)")
+    if profile.get("cpu"):
+        parts.append(f"cpu {profile['cpu']} (device file)")
+    if target.get("qemu_cpu"):
+        parts.append(f"emulated CPU {target['qemu_cpu']} (qemu -cpu, device file)")
+    emulated = profile["obtained"] == "emulated"
+    sources = FACT_SOURCES["adb" if kind == "adb" else "script"]
+    where = "inside qemu-user" if emulated else "on the device"
+    for key, value in (profile.get("host") or {}).items():
+        if value is None or (emulated and key in ("cores", "governor")):  # under qemu-user those are the host's
+            continue
+        source = sources.get(key, "the on-device script")
+        parts.append(f"{key} {value} ({source}, read {where})")
+    if emulated:
+        parts.append("no core count or governor: under qemu-user they would be the host's")
+    return "Machine: " + ("; ".join(parts) if parts else "not recorded in this report") + "."
 
 
 def _measured_text(profile: dict) -> str:
@@ -220,24 +428,25 @@ def _measured_text(profile: dict) -> str:
     return f"{metric_label(profile['metric'])}{statistic} {number} {profile['unit']}"
 
 
-def _ratio_cell(profile: dict) -> str:
+def _ratio_cell(profile: dict) -> "_Cell | str":
     if profile.get("ratio_to_float") is None:
         return "-"
-    return f"{ratio_text(profile)} (vs {profile.get('float_artifact') or 'float'})"
+    text = f"{ratio_text(profile)} vs {profile.get('float_artifact') or 'float'}"
+    if profile["ratio_to_float"] > 1:
+        return _Cell(f"{text}: int8 SLOWER", "bad")
+    return text
 
 
 def _accuracy_latency_plot(report: dict, device: str, profiles: list[dict]) -> str:
     """Top-1 against the value of ``profiles`` (all of one metric, obtained one way)."""
     float_series = plots.Series("float32", plots.FLOAT_COLOR)
     int8_series = plots.Series("int8", plots.INT8_COLOR, marker="square")
-    for profile in profiles:
-        entry = accuracy_for(report, profile["artifact"], profile["runtime"])
-        if entry is None or profile["value"] is None:
-            continue
+    measured = [(profile, accuracy_for(report, profile["artifact"], profile["runtime"])) for profile in profiles]
+    measured = [(profile, entry) for profile, entry in measured if entry is not None and profile["value"] is not None]
+    for (profile, entry), label in zip(measured, _point_labels(report, measured)):
         series = int8_series if entry["precision"] == "int8" else float_series
         series.points.append((profile["value"], entry["top1"]))
-        series.labels.append(f"{artifact_key(report, profile['artifact'])} {profile['runtime']}/{profile['delegate']} "
-                             f"{profile['threads']}t {entry['method']}")
+        series.labels.append(label)
     series = [s for s in (float_series, int8_series) if s.points]
     first = profiles[0]
     what = metric_label(first["metric"])
@@ -252,6 +461,19 @@ def _accuracy_latency_plot(report: dict, device: str, profiles: list[dict]) -> s
             x_label = f"instructions per inference ({first['obtained']}: not a latency)"
         title, svg_id = f"Top-1 vs {what} on {device} ({first['obtained']})", f"{device}-{first['metric']}"
     return plots.scatter_svg(f"plot-accuracy-latency-{_slug(svg_id)}", title, series, x_label, "top-1 %")
+
+
+def _point_labels(report: dict, measured: list[tuple[dict, dict]]) -> list[str]:
+    """Short point labels: artifact, runtime/delegate, threads, method, less what every point shares (the
+    delegate and thread count are in the table above) and the method where the artifact's name says it."""
+    one_delegate_each = all(len({q["delegate"] for q, _ in measured if q["runtime"] == p["runtime"]}) == 1
+                            for p, _ in measured)
+    rows = [[artifact_key(report, p["artifact"]),
+             p["runtime"] if one_delegate_each else f"{p['runtime']}/{p['delegate']}", f"{p['threads']}t", e["method"]]
+            for p, e in measured]
+    shared = {i for i in range(1, 4) if len(rows) > 1 and len({row[i] for row in rows}) == 1}
+    return [" ".join(part for i, part in enumerate(row) if i not in shared and not (i == 3 and part in row[0]))
+            for row in rows]
 
 
 def _per_node_plot(profile: dict, index: int) -> str:
@@ -329,7 +551,9 @@ def _precision_of(report: dict, profile: dict) -> str:
     artifact = find_artifact(report, profile["artifact"])
     entry = accuracy_for(report, profile["artifact"], profile["runtime"])
     described = artifact or entry
-    return f"{described['precision']}, {described['method']}" if described else "?"
+    if not described:
+        return "?"
+    return described["precision"] if described["method"] == "float" else f"{described['precision']} {described['method']}"
 
 
 def _slug(text: str) -> str:

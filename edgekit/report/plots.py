@@ -64,26 +64,88 @@ def scatter_svg(svg_id: str, title: str, series: list[Series], x_label: str, y_l
     height = 340
     xs = [x for s in series for x, _ in s.points]
     x_axis = nice_axis(xs + [max(xs) * 1.05], include_zero=True)  # headroom: no point sits on the edge
-    y_axis = nice_axis([y for s in series for _, y in s.points])
+    ys = [y for s in series for _, y in s.points]
+    y_axis = nice_axis(ys + [max(ys) + 0.1 * (max(ys) - min(ys) or 1.0)])  # headroom above the top point's label
     plot = _Frame(WIDTH, height, x_axis, y_axis, right_margin=LEGEND_WIDTH)
     parts = [plot.axes(x_label, y_label)] + [_polyline(plot, item) for item in lines]
     points = sorted(((x, y, label, item) for item in series
                      for (x, y), label in zip(item.points, item.labels or [""] * len(item.points))),
                     key=lambda point: point[:2])
-    for index, (x, y, label, item) in enumerate(points):
-        cx, cy = plot.x(x), plot.y(y)
-        parts.append(_marker(item.marker, cx, cy, item.color, f"{label}: x={format_number(x)}, y={y:.2f}"))
-        if label:  # alternate above/below so neighbours' labels do not overlap; right half: text to the left
-            left_half = cx < (plot.left + plot.right) / 2
-            parts.append(_text(cx + (8 if left_half else -8), cy + (-8 if index % 2 == 0 else 16), label, size=10,
-                               anchor="start" if left_half else "end", color=item.color))
+    centres = [(plot.x(x), plot.y(y)) for x, y, _, _ in points]
+    labels = [label for _, _, label, _ in points]
+    boxes = place_labels(centres, labels, plot)
+    key: list[tuple[int, str, str]] = []  # (number, label, color) of labels that had no room beside their point
+    if any(box is None for label, box in zip(labels, boxes) if label):  # number every point, name them below
+        key = [(number, label, item.color) for number, (_, _, label, item) in enumerate(points, 1)]
+        boxes = place_labels(centres, [str(number) for number in range(1, len(points) + 1)], plot, force=True)
+        labels = [str(number) for number in range(1, len(points) + 1)]
+    for index, ((x, y, label, item), (cx, cy), text, box) in enumerate(zip(points, centres, labels, boxes)):
+        parts.append(_marker(item.marker, cx, cy, item.color, f"{label}: x={format_number(x)}, y={y:.2f}",
+                             point=index))
+        if text and box is not None:
+            parts.append(_text(box[0], box[3] - LABEL_DESCENT, text, size=LABEL_SIZE, color=item.color)
+                         .replace("<text ", f'<text data-label-for="{index}" ', 1))
     legend = [(s.name, s.color, s.marker) for s in series] + [(s.name, s.color, "line") for s in lines]
     parts.append(_legend(legend, plot.right + 16, MARGIN_TOP + 8))
-    return _svg(svg_id, title, WIDTH, height, parts)
+    for row, (number, label, color) in enumerate(key):
+        parts.append(_text(MARGIN_LEFT, height + 4 + row * 15, f"{number}: {label}", size=11, color=color))
+    return _svg(svg_id, title, WIDTH, height + (len(key) * 15 + 8 if key else 0), parts)
 
 
-def bar_svg(svg_id: str, title: str, bars: list[tuple[str, float, str]], value_label: str) -> str:
-    """Horizontal bars: (label, value, color) each, longest value scaled to the plot width."""
+LABEL_SIZE, LABEL_DESCENT = 10, 3
+#: width of one character of a LABEL_SIZE label, generous for any sans-serif (the browser test measures)
+LABEL_CHAR_WIDTH = 6.4
+MARKER_RADIUS = 6  # markers are 10 px; one px of room around them
+
+
+def place_labels(centres: list[tuple[float, float]], labels: list[str], frame: "_Frame", *,
+                 force: bool = False) -> list[tuple[float, float, float, float] | None]:
+    """A box (x0, y0, x1, y1) beside its own point for each label, overlapping no other label or marker
+    and inside the plot; None where none is free (``force``: the least crowded spot instead)."""
+    markers = [(cx - MARKER_RADIUS, cy - MARKER_RADIUS, cx + MARKER_RADIUS, cy + MARKER_RADIUS) for cx, cy in centres]
+    placed: list[tuple[float, float, float, float]] = []
+    boxes: list[tuple[float, float, float, float] | None] = []
+    for (cx, cy), label in zip(centres, labels):
+        if not label:
+            boxes.append(None)
+            continue
+        width, height = len(label) * LABEL_CHAR_WIDTH + 2, LABEL_SIZE + 3
+        candidates = [(cx + 8, cy - height / 2), (cx - 8 - width, cy - height / 2), (cx + 6, cy - 8 - height),
+                      (cx - 6 - width, cy - 8 - height), (cx + 6, cy + 8), (cx - 6 - width, cy + 8),
+                      (cx - width / 2, cy - 9 - height), (cx - width / 2, cy + 9)]
+        inside = [(x, y, x + width, y + height) for x, y in candidates
+                  if x >= frame.left + 2 and x + width <= frame.right and y >= frame.top - 8 and y + height <= frame.bottom]
+        others = [centre for centre in centres if centre != (cx, cy)]
+        free = [box for box in inside if not any(_overlap(box, other) for other in placed + markers)
+                and all(_gap(box, other) > _gap(box, (cx, cy)) + 1 for other in others)]  # nearest its own point
+        if free:
+            box = free[0]
+        elif force and (inside or candidates):
+            options = inside or [(x, y, x + width, y + height) for x, y in candidates]
+            box = min(options, key=lambda b: sum(_overlap(b, other) for other in placed + markers))
+        else:
+            boxes.append(None)
+            continue
+        placed.append(box)
+        boxes.append(box)
+    return boxes
+
+
+def _gap(box: tuple[float, float, float, float], point: tuple[float, float]) -> float:
+    """Distance from ``point`` to the nearest edge of ``box`` (0 inside it)."""
+    dx = max(box[0] - point[0], 0.0, point[0] - box[2])
+    dy = max(box[1] - point[1], 0.0, point[1] - box[3])
+    return math.hypot(dx, dy)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def bar_svg(svg_id: str, title: str, bars: list[tuple[str, float, str]], value_label: str,
+            value_format=format_number) -> str:
+    """Horizontal bars: (label, value, color) each, longest value scaled to the plot width; each value
+    written with ``value_format`` (one format for every bar)."""
     row, left = 22, 230
     height = MARGIN_TOP + row * len(bars) + MARGIN_BOTTOM
     axis = nice_axis([value for _, value, _ in bars], include_zero=True)
@@ -94,8 +156,8 @@ def bar_svg(svg_id: str, title: str, bars: list[tuple[str, float, str]], value_l
         length = span * (value - axis.low) / (axis.high - axis.low)
         parts.append(_text(left - 6, top + 15, _shorten(label, 36), size=11, anchor="end"))
         parts.append(f'<rect x="{left}" y="{top + 3}" width="{length:.1f}" height="{row - 6}" fill="{color}">'
-                     f'<title>{escape(label)}: {escape(format_number(value))}</title></rect>')
-        parts.append(_text(left + length + 4, top + 15, format_number(value), size=10))
+                     f'<title>{escape(label)}: {escape(value_format(value))}</title></rect>')
+        parts.append(_text(left + length + 4, top + 15, value_format(value), size=10))
     parts.append(_line(left, MARGIN_TOP, left, MARGIN_TOP + row * len(bars)))
     return _svg(svg_id, title, WIDTH, height, parts)
 
@@ -175,11 +237,13 @@ def _line(x1: float, y1: float, x2: float, y2: float, *, color: str = "#444") ->
     return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{color}" stroke-width="1"/>'
 
 
-def _marker(kind: str, cx: float, cy: float, color: str, tooltip: str) -> str:
+def _marker(kind: str, cx: float, cy: float, color: str, tooltip: str, *, point: int | None = None) -> str:
+    """A marker; ``point``: its index in the plot, which its label's ``data-label-for`` names."""
     tip = f"<title>{escape(tooltip)}</title>"
+    data = "" if point is None else f' data-point="{point}"'
     if kind == "square":
-        return f'<rect x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{color}">{tip}</rect>'
-    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color}">{tip}</circle>'
+        return f'<rect{data} x="{cx - 5:.1f}" y="{cy - 5:.1f}" width="10" height="10" fill="{color}">{tip}</rect>'
+    return f'<circle{data} cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color}">{tip}</circle>'
 
 
 def _legend(entries: list[tuple[str, str, str]], x: float, y: float) -> str:

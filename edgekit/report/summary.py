@@ -13,6 +13,8 @@ from edgekit.report.schema import upgrade_report
 
 TORCH_SUFFIXES = (".pt", ".pth")
 SHORT_UNITS = {"instructions": "instr"}
+SUMMARY_WIDTH = 120  # terminal columns of the default summary (--wide: no limit)
+KEY_COLUMNS = 2  # artifact, runtime: repeated in every table of a split summary
 
 
 # --- reading a report ---------------------------------------------------------------------------
@@ -114,15 +116,84 @@ def kernel_text(check: dict | None) -> str:
     return f"{verdict} ({check['int8']} int8, {check['float']} float)"
 
 
+def float_profile_for(report: dict, profile: dict) -> dict | None:
+    """The profile of ``profile``'s float counterpart: same device, runtime, delegate, threads and metric."""
+    if not profile.get("float_artifact"):
+        return None
+    wanted = (artifact_key(report, profile["float_artifact"]), profile["device"], profile["runtime"],
+              profile["delegate"], profile["threads"], profile["metric"])
+    return next((other for other in report.get("profiles", [])
+                 if (artifact_key(report, other["artifact"]), other["device"], other["runtime"], other["delegate"],
+                     other["threads"], other["metric"]) == wanted), None)
+
+
+def int8_slowdowns(report: dict) -> list[dict]:
+    """Profiles of int8 files that cost more than their float counterpart (int8/float ratio above 1)."""
+    return [profile for profile in report.get("profiles", []) if (profile.get("ratio_to_float") or 0) > 1]
+
+
+def slowdown_text(report: dict, profile: dict) -> str:
+    """'int8/ptq.onnx (onnxruntime/cpu, 1t) on host: 1.28x the float latency of float/model.onnx'."""
+    what = "latency" if profile["metric"] == "latency" else metric_label(profile["metric"])
+    return (f"{profile['artifact']} ({profile['runtime']}/{profile['delegate']}, {profile['threads']}t) on "
+            f"{profile['device']}: {profile['ratio_to_float']:.2f}x the float {what} of {profile['float_artifact']}")
+
+
+def slowdown_reason(report: dict, profile: dict) -> str:
+    """The likely reason an int8 file is slower, from what the report knows: its kernel check, its
+    per-layer times next to its float twin's, its float I/O; or that the report cannot tell."""
+    check = kernel_check_for(report, profile["artifact"], profile["runtime"])
+    if check is not None and not check["ok"]:
+        ops = ", ".join(check["float_ops"]) or "some ops"
+        return f"the kernel check found {check['float']} float kernels ({ops}) in the int8 file"
+    growth = _per_layer_growth(profile, float_profile_for(report, profile))
+    if growth:
+        return "per-layer times, int8 minus float: " + ", ".join(f"{op} {ms:+.3f} ms" for op, ms in growth)
+    known = []
+    if check is not None:
+        known.append(f"every conv/matmul ran an int8 kernel ({check['int8']} int8, 0 float)")
+    artifact = find_artifact(report, profile["artifact"])
+    if artifact and artifact.get("io") == "float32":
+        known.append("its inputs and outputs are float32, quantized and dequantized inside the file")
+    known.append("the report has no per-layer times for this run to say where the time goes")
+    return "; ".join(known)
+
+
+def _per_layer_growth(int8: dict, float_twin: dict | None, top: int = 3) -> list[tuple[str, float]]:
+    """The op types whose summed per-node ms grew most from the float run to the int8 run."""
+    if not int8.get("per_node") or not float_twin or not float_twin.get("per_node"):
+        return []
+
+    def per_op(nodes: list[dict]) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for node in nodes:
+            if node.get("ms") is not None:
+                op = node.get("op_type") or node["name"]
+                totals[op] = totals.get(op, 0.0) + node["ms"]
+        return totals
+
+    ints, floats = per_op(int8["per_node"]), per_op(float_twin["per_node"])
+    growth = sorted(((op, ms - floats.get(op, 0.0)) for op, ms in ints.items()), key=lambda item: -item[1])
+    return [(op, delta) for op, delta in growth[:top] if delta > 0]
+
+
 # --- the terminal table -------------------------------------------------------------------------
 
 
-def format_summary(report: dict, out_dir: Path) -> str:
-    """Model line, one row per artifact x runtime, then where report.json and report.html are."""
+def format_summary(report: dict, out_dir: Path, *, wide: bool = False, width: int = SUMMARY_WIDTH) -> str:
+    """Model line, one row per artifact x runtime, then where report.json and report.html are.
+
+    By default the table fits ``width`` columns (device columns combine the value and the int8/float
+    ratio, and go to further tables when they do not fit beside the others); ``wide``: every column."""
     report = upgrade_report(report)
     lines = [_model_line(report["model"]), ""]
-    header, rows = _summary_rows(report)
-    lines += _table(header, rows) if rows else ["accuracy: not measured in this build"]
+    if not report.get("accuracy"):
+        lines.append("accuracy: not measured in this build")
+    elif wide:
+        lines += _table(*_summary_rows(report))
+    else:
+        lines += _compact_tables(report, width)
+    lines += _slowdown_lines(report, None if wide else width)
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
     if not report["build"]["complete"]:
@@ -154,16 +225,20 @@ def _measurement_columns(report: dict) -> list[tuple[str, int]]:
 
 def _column_names(report: dict, device: str, threads: int) -> tuple[str, str]:
     """Named after what the column holds, e.g. 'host latency p50 (ms)', 'cortex-a76 instructions (emulated)'."""
+    prefix = _device_column(report, device, threads)
+    return f"{prefix} {_column_kind(report, device, threads)}", f"{prefix} int8/float"
+
+
+def _column_kind(report: dict, device: str, threads: int) -> str:
+    """What a device's figures are: 'latency p50 (ms)', 'instructions (emulated)', or 'measured' when mixed."""
     profiles = [p for p in report["profiles"] if (p["device"], p["threads"]) == (device, threads)]
-    several_threads = len({p["threads"] for p in report["profiles"] if p["device"] == device}) > 1
-    prefix = f"{device} {threads}t" if several_threads else device
     kinds = {(p["metric"], p["unit"], p["obtained"]) for p in profiles}
     if len(kinds) != 1:
-        return f"{prefix} measured", f"{prefix} int8/float"
+        return "measured"
     ((metric, unit, obtained),) = kinds
     statistic = " p50" if any(p["distribution"] for p in profiles) else ""
     how = unit if obtained == "real" else obtained
-    return f"{prefix} {metric_label(metric)}{statistic} ({how})", f"{prefix} int8/float"
+    return f"{metric_label(metric)}{statistic} ({how})"
 
 
 def _summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
@@ -185,6 +260,95 @@ def _summary_rows(report: dict) -> tuple[list[str], list[list[str]]]:
         row.append(kernel_text(kernel_check_for(report, artifact, runtime)))
         rows.append(row)
     return header, rows
+
+
+def _compact_tables(report: dict, width: int) -> list[str]:
+    """The summary in at most ``width`` columns: precision and method in one column, no format or top-5
+    column, one column per device holding the value and the int8/float ratio; device columns that do
+    not fit go to a further table with the same artifact and runtime columns."""
+    columns = _measurement_columns(report)
+    header = ["Artifact", "Runtime", "Precision", "MB", "Top-1 %"]
+    rows, device_cells = [], []
+    for entry in report.get("accuracy", []):
+        artifact, runtime = entry["artifact"], entry["runtime"]
+        described = find_artifact(report, artifact)
+        precision = "float32" if entry["precision"] == "float32" else f"int8 {entry['method']}"
+        rows.append([artifact, runtime, precision, f"{described['bytes'] / 1e6:.2f}" if described else "-",
+                     f"{entry['top1']:.2f}"])
+        device_cells.append([_per_delegate(profiles_for(report, artifact, runtime, device, threads), _value_and_ratio)
+                             for device, threads in columns])
+    device_names = [_device_column(report, device, threads) for device, threads in columns]
+    check = ["int8 check", *(_short_kernel_text(kernel_check_for(report, e["artifact"], e["runtime"]))
+                             for e in report.get("accuracy", []))]
+    header.append(check[0])
+    rows = [row + [cell] for row, cell in zip(rows, check[1:])]
+    lines = []
+    for chunk in _column_chunks(header, rows, device_names, device_cells, width):
+        chunk_header = header[:KEY_COLUMNS] + [device_names[i] for i in chunk] if lines else header + [
+            device_names[i] for i in chunk]
+        chunk_rows = [(row[:KEY_COLUMNS] if lines else row) + [cells[i] for i in chunk]
+                      for row, cells in zip(rows, device_cells)]
+        lines += ([""] if lines else []) + _table(chunk_header, chunk_rows)
+    lines += _column_legend(report, columns)
+    return lines
+
+
+def _column_chunks(header, rows, names, cells, width: int) -> list[list[int]]:
+    """Device column indices per table, as many as fit ``width`` beside the table's fixed columns."""
+    def column_width(values: list[str]) -> int:
+        return max(len(value) for value in values) + 2
+
+    first = sum(column_width(column) for column in zip(header, *rows))
+    key = sum(column_width(column) for column in list(zip(header, *rows))[:KEY_COLUMNS])
+    chunks, current, used = [], [], first
+    for index, name in enumerate(names):
+        needed = column_width([name, *(row[index] for row in cells)])
+        if current and used + needed - 2 > width:  # the last column has no separator after it
+            chunks.append(current)
+            current, used = [], key
+        current.append(index)
+        used += needed
+    return chunks + [current] if current or not chunks else chunks
+
+
+def _device_column(report: dict, device: str, threads: int) -> str:
+    several_threads = len({p["threads"] for p in report["profiles"] if p["device"] == device}) > 1
+    return f"{device} {threads}t" if several_threads else device
+
+
+def _column_legend(report: dict, columns: list[tuple[str, int]]) -> list[str]:
+    """What each device column holds (its metric and how it was obtained); the ratio is int8/float."""
+    if not columns:
+        return []
+    return ["device columns: value (int8/float ratio)"] + [
+        f"  {_device_column(report, device, threads)}: {_column_kind(report, device, threads)}"
+        for device, threads in columns]
+
+
+def _value_and_ratio(profile: dict) -> str:
+    value = cost_text(profile).replace(f" ({profile['obtained']})", "")
+    ratio = profile.get("ratio_to_float")
+    if ratio is None:
+        return value
+    return f"{value} ({ratio:.2f}{' SLOWER' if ratio > 1 else ''})"
+
+
+def _short_kernel_text(check: dict | None) -> str:
+    if check is None:
+        return "-"
+    return "ok" if check["ok"] else f"FLOAT x{check['float']}"
+
+
+def _slowdown_lines(report: dict, width: int | None) -> list[str]:
+    """One paragraph per int8 file slower than its float twin: what, by how much, the likely reason."""
+    import textwrap
+
+    lines = []
+    for profile in int8_slowdowns(report):
+        text = f"int8 SLOWER than float: {slowdown_text(report, profile)}; likely reason: " \
+               f"{slowdown_reason(report, profile)}"
+        lines += textwrap.wrap(text, width, subsequent_indent="  ") if width else [text]
+    return lines
 
 
 def _per_delegate(profiles: list[dict], text) -> str:

@@ -15,7 +15,7 @@ PLOT_IDS = ("plot-size", "plot-loss", "plot-accuracy-latency-host")
 
 def test_every_section_and_plot_is_there(full_report, tmp_path):
     page = write_html(full_report, tmp_path / "report.html").read_text()
-    for heading in ("Model card", "Accuracy per artifact and runtime", "int8 kernel check", "Size per artifact",
+    for heading in ("Headline", "Build", "Model card", "Accuracy per artifact and runtime", "int8 kernel check", "Size per artifact",
                     "Latency per device", "Training and QAT loss", "Build stages"):
         assert f"<h2>{heading}</h2>" in page
     for plot_id in PLOT_IDS:
@@ -89,3 +89,60 @@ def test_a_version_1_report_renders_without_showing_an_emulated_latency():
 def test_an_incomplete_build_is_marked(real_report):
     real_report["build"].update(complete=False, stages_finished=["train"])
     assert '<p class="fail">build incomplete: stages not finished: evaluate' in render_html(real_report)
+
+
+SMOKE_REPORT = Path(__file__).with_name("data") / "report_smoke_hostx86.json"
+
+
+def test_the_headline_colours_each_int8_file_and_flags_the_slower_one():
+    report = json.loads(SMOKE_REPORT.read_text())
+    page = render_html(report)
+    headline = page[page.index('<section id="headline"'):page.index("</section>")]
+    assert 'class="overall-bad"' in headline and "<strong" in headline and "RED" in headline
+    assert '<td class="bad">1.28× SLOWER</td>' in headline
+    assert '<td class="good">0.59×</td>' in headline and '<td class="good">0.42×</td>' in headline
+    assert '<td class="good">-0.50 points</td>' in headline and "+0.00 points" in headline
+    assert "29% of float_onnx" in headline and "ok (28 int8, 0 float)" in headline
+    assert "int8 slower than float</strong>: int8/ptq.onnx (onnxruntime/cpu, 1t) on host-smoke: 1.28x" in headline
+    # every int8 file faster: green
+    for profile in report["profiles"]:
+        if (profile["ratio_to_float"] or 0) > 1:
+            profile["ratio_to_float"] = 0.8
+    assert 'class="overall-good"' in render_html(report)
+
+
+def test_the_gate_verdict_is_shown_when_a_baseline_is_given(tmp_path):
+    report = json.loads(SMOKE_REPORT.read_text())
+    page = render_html(report, gate=("bad", "gate vs baseline b.json: FAILED 1 of 9 checks: x"))
+    assert '<p class="bad">gate vs baseline b.json: FAILED 1 of 9 checks: x</p>' in page
+    report["recipe"]["gate"]["baseline"] = str(tmp_path / "missing.json")
+    page = write_html(report, tmp_path / "report.html").read_text()
+    assert "not run" in page and 'class="overall-bad"' in page  # red anyway: the slower int8 file
+
+
+def test_build_date_command_and_folded_recipe():
+    report = json.loads(SMOKE_REPORT.read_text())
+    assert "not recorded in this report" in render_html(report)
+    report["build"].update(started="2025-01-31T09:30:00Z", command=["edgekit", "build", "recipes/smoke.yaml", "--out", "a b"])
+    page = render_html(report)
+    assert "<td>started (UTC)</td><td>2025-01-31T09:30:00Z</td>" in page
+    assert "<td>command</td><td>edgekit build recipes/smoke.yaml --out &#x27;a b&#x27;</td>" in page
+    assert "<details><summary>Recipe (YAML" in page and "max_train_samples: 6000" in page
+
+
+def test_machine_facts_print_only_what_is_known_and_where_it_came_from():
+    page = render_html(json.loads(SMOKE_REPORT.read_text()))
+    assert "None" not in page and "governor" not in page.replace("no core count or governor", "")
+    host = page[page.index("<h3>host-smoke"):page.index("<h3>arm64")]
+    assert "cores 2 (os.cpu_count(), read on the device)" in host and "cpu AMD EPYC (/proc/cpuinfo" in host
+    arm = page[page.index("<h3>arm64"):]
+    assert "cores" not in arm.replace("no core count", "") and "emulated CPU cortex-a76 (qemu -cpu" in arm
+
+
+def test_sizes_use_one_format_per_column():
+    page = render_html(json.loads(SMOKE_REPORT.read_text()))
+    size_plot = page[page.index('<svg id="plot-size"'):]
+    size_plot = size_plot[:size_plot.index("</svg>")]
+    values = re.findall(r'font-size="10"[^>]*>([0-9.]+)</text>', size_plot)
+    assert values and all(re.fullmatch(r"\d+\.\d{3}", value) for value in values)
+    assert "0.9804" not in page and "0.3106" not in page

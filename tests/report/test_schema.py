@@ -4,6 +4,7 @@ a version-1 report is read through upgrade_report."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,34 @@ def test_a_bad_version_1_report_is_reported_against_its_own_schema(tmp_path):
     path.write_text(json.dumps(old))
     with pytest.raises(ReportSchemaError, match=r"old.json: \$\.profiles\[0\]\.latency_ms: "):
         load_report(path)
+
+
+def test_a_real_build_records_when_it_started_and_its_command(built):
+    report, _out_dir = built
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", report["build"]["started"])
+    assert report["build"]["command"] and report["build"]["command"][0] == "edgekit"
+
+
+def test_build_started_and_command_are_optional_and_typed(real_report):
+    without = json.loads(json.dumps(real_report))
+    for key in ("started", "command"):
+        without["build"].pop(key, None)
+    validate_report(without, "r.json")  # a schema-2 report written before they were recorded
+    bad = json.loads(json.dumps(real_report))
+    bad["build"]["started"] = "yesterday"
+    with pytest.raises(ReportSchemaError, match=r"\$\.build\.started"):
+        validate_report(bad, "r.json")
+    bad["build"].update(started="2025-01-31T09:30:00Z", command="edgekit build x.yaml")
+    with pytest.raises(ReportSchemaError, match=r"\$\.build\.command"):
+        validate_report(bad, "r.json")
+
+
+def test_the_qat_loss_is_logged_often_enough_to_draw_a_curve(built):
+    """QAT logs about QAT_LOG_POINTS points (every step when it is shorter), not only at checkpoints."""
+    from edgekit.quantize.algorithm import QAT_LOG_POINTS
+
+    report, _out_dir = built
+    steps = [point["step"] for point in report["qat"]["history"]]
+    total = steps[-1]
+    assert len(steps) >= min(total, QAT_LOG_POINTS) - 1 and len(steps) >= 3
+    assert steps == sorted(set(steps))
