@@ -14,6 +14,8 @@ from edgekit.quantize.base import QuantizationBackend, QuantScheme
 from edgekit.recipe.schema import QuantizeSection, TrainSection
 from edgekit.train import TrainResult, train
 
+QAT_LOG_POINTS = 25  # about this many QAT loss points, however short the fine-tuning (a curve, not 1-2 points)
+
 
 @dataclass
 class Quantized:
@@ -54,7 +56,8 @@ def qat(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, b
     freeze = _FreezeSchedule(backend, prepared, total_steps, config)
     result = train(prepared, dataset, transform, fine_tune, seed=seed + 1, checkpoint_path=checkpoint_path,
                    checkpoint_key=checkpoint_key, on_step=on_step, before_step=freeze, description="QAT",
-                   no_weight_decay=backend.no_weight_decay(prepared))
+                   no_weight_decay=backend.no_weight_decay(prepared),
+                   log_every_steps=max(1, math.ceil(total_steps / QAT_LOG_POINTS)))
     freeze.apply_all()
     return Quantized(prepared, backend.convert(prepared), result)
 

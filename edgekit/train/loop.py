@@ -93,8 +93,10 @@ def train(
     before_step: StepHook | None = None,
     description: str = "train",
     no_weight_decay: Iterable[nn.Parameter] = (),
+    log_every_steps: int | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place; checkpoints at every epoch end and every ``checkpoint_every_steps``."""
+    """Train ``model`` in place; checkpoints at every epoch end and every ``checkpoint_every_steps``.
+    The loss history gets a point at each checkpoint and, when given, every ``log_every_steps``."""
     device = next(model.parameters()).device
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -131,10 +133,12 @@ def train(
             bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{window.loss:.3f}", acc=f"{window.accuracy:.3f}",
                             img_s=f"{images_seen / max(1e-9, time.perf_counter() - started):.0f}", refresh=False)
             done = step + 1
-            if done % config.checkpoint_every_steps == 0 or done % per_epoch == 0 or done == total_steps:
+            checkpoint = done % config.checkpoint_every_steps == 0 or done % per_epoch == 0 or done == total_steps
+            if checkpoint or (log_every_steps and done % log_every_steps == 0):
                 history.append({"step": done, "epoch": done / per_epoch, "loss": window.loss,
                                 "accuracy": window.accuracy, "lr": optimizer.param_groups[0]["lr"]})
                 window = _Window()
+            if checkpoint:
                 _save(checkpoint_path, checkpoint_key, done, model, optimizer, history)
             if on_step is not None:
                 on_step(done)
