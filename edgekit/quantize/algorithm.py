@@ -33,8 +33,9 @@ def calibration_batches(dataset: ImageSet, transform: BatchTransform, batch_size
 
 
 def ptq(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, batches,
-        per_channel: bool) -> Quantized:
-    prepared = backend.prepare(model, example, QuantScheme(per_channel_weights=per_channel, qat=False), batches)
+        per_channel: bool, keep_float: tuple[str, ...] = ()) -> Quantized:
+    scheme = QuantScheme(per_channel_weights=per_channel, qat=False, keep_float=tuple(keep_float))
+    prepared = backend.prepare(model, example, scheme, batches)
     return Quantized(prepared, backend.convert(prepared), None)
 
 

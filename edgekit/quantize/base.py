@@ -20,6 +20,7 @@ class QuantScheme:
 
     per_channel_weights: bool = True
     qat: bool = True
+    keep_float: tuple[str, ...] = ()  # conv/FC layer names or globs left in float (``quantize.keep_float``)
 
 
 class QuantizationBackend(ABC):

@@ -49,8 +49,11 @@ class PT2EBackend(QuantizationBackend):
         from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e, prepare_qat_pt2e
 
+        from edgekit.quantize.keep_float import folded_modules, resolve_keep_float
+
         config = get_symmetric_quantization_config(is_per_channel=scheme.per_channel_weights, is_qat=scheme.qat)
-        self.quantizer = PT2EQuantizer().set_global(config)
+        kept = folded_modules(model, example, resolve_keep_float(model, scheme.keep_float))
+        self.quantizer = _keep_float_quantizer(PT2EQuantizer, kept)().set_global(config)
         # A dynamic batch dimension: QAT at batch > 1 otherwise fails a guard on x.size()[0] == 1.
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         exported = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},)).module()
@@ -94,3 +97,24 @@ class PT2EBackend(QuantizationBackend):
 
             return {"quant_config": QuantConfig(pt2e_quantizer=self.quantizer)}
         return {"dynamo": True}  # the legacy exporter fails on quantize_per_channel
+
+
+def _keep_float_quantizer(base: type, kept_modules: set[str]) -> type:
+    """``base`` whose annotation skips the nodes of ``kept_modules`` (each kept conv/FC with its folded BN and
+    activation), so they stay float between a DequantizeLinear and the next layer's QuantizeLinear.
+
+    litert-torch's ``set_module_name`` refuses a None config and matches mangled names; the node's own
+    ``nn_module_stack`` gives the exact module path."""
+    if not kept_modules:
+        return base
+
+    class KeepFloatQuantizer(base):
+        def annotate(self, model):
+            model = super().annotate(model)
+            for node in model.graph.nodes:
+                stack = node.meta.get("nn_module_stack") or {}
+                if stack and list(stack.values())[-1][0] in kept_modules:
+                    node.meta.pop("quantization_annotation", None)
+            return model
+
+    return KeepFloatQuantizer

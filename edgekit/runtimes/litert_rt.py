@@ -35,12 +35,14 @@ def interpreter_module():
     raise RuntimeUnavailable("litert: Python package 'ai-edge-litert' is not installed; pip install ai-edge-litert")
 
 
-def make_interpreter(path: Path, threads: int, *, default_delegates: bool = True):
-    """An Interpreter for ``path``; a file LiteRT rejects is a one-line RuntimeFailure naming it."""
+def make_interpreter(path: Path, threads: int, *, default_delegates: bool = True, preserve_all_tensors: bool = False):
+    """An Interpreter for ``path``; a file LiteRT rejects is a one-line RuntimeFailure naming it.
+    ``preserve_all_tensors`` keeps every intermediate tensor readable after ``invoke`` (builtin kernels only)."""
     module, _, _ = interpreter_module()
     resolver = module.OpResolverType.AUTO if default_delegates else module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        return module.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        return module.Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver,
+                                  experimental_preserve_all_tensors=preserve_all_tensors)
     except Exception as error:  # ValueError for a bad flatbuffer, RuntimeError from the C++ side
         raise RuntimeFailure(f"{path}: LiteRT cannot load it ({one_line(error)})") from None
 
