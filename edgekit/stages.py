@@ -339,6 +339,32 @@ RUNTIMES_STAGE = Stage("runtimes", ("seed", "model", "data", "train", "evaluate"
                        evaluate_runtimes_stage, ignore=("data.max_train_samples", "data.augment"), packages=RUNTIMES)
 
 
+def per_layer_stage(context: BuildContext) -> StageOutput:
+    """SQNR and relative RMSE of every conv/FC output of each int8 file, read inside each runtime of
+    ``evaluate.runtimes`` that loads it, against the float model's, on the first test images."""
+    from edgekit.runtimes.per_layer import DEFAULT_SAMPLES, RUNTIME_READERS, per_layer_errors
+
+    recipe = context.recipe
+    files = [(name, method, fmt) for name, method, fmt in exported_files(context) if method != "float"]
+    if not recipe.evaluate.per_layer or not files:
+        return StageOutput({}, {})
+    model = _float_model(context)
+    images = _reference_images(recipe, DEFAULT_SAMPLES).numpy()
+    entries = []
+    for name, method, fmt in files:
+        for runtime in get_format(fmt).runtimes:
+            if runtime not in recipe.evaluate.runtimes or runtime not in RUNTIME_READERS:
+                continue
+            layers = per_layer_errors(context.artifact(name), runtime, model, images, threads=recipe.evaluate.threads)
+            entries.append({"artifact": context.artifacts[name], "runtime": runtime, "method": method,
+                            "samples": len(images), "layers": layers})
+    return StageOutput({}, {"per_layer": entries})
+
+
+PER_LAYER = Stage("per_layer", ("seed", "model", "data", "evaluate"), (ALL_ARTIFACTS,), per_layer_stage,
+                  ignore=("data.max_train_samples", "data.augment"), packages=(*TORCH, *RUNTIMES))
+
+
 def device_files_key(recipe: Recipe) -> dict:
     return {"device_files": {device: sha256_file(device) if Path(device).is_file() else None
                              for device in recipe.profile.devices}}
@@ -375,4 +401,4 @@ def _relative_to(path: str, out_dir: Path) -> str:
         return str(path)
 
 
-STAGES = (TRAIN, EVALUATE, EXPORT, QUANTIZE, EXPORT_INT8, RUNTIMES_STAGE, PROFILE)
+STAGES = (TRAIN, EVALUATE, EXPORT, QUANTIZE, EXPORT_INT8, RUNTIMES_STAGE, PER_LAYER, PROFILE)

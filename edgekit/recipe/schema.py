@@ -206,6 +206,7 @@ class EvaluateSection(Section):
     runtimes: list[RuntimeName] = Field(["onnxruntime", "litert"], description="Runtimes that evaluate the exported files.")
     threads: Threads = Field(2, description="Runtime threads during evaluation.")
     max_samples: Optional[StrictInt] = Field(None, ge=1, le=MAX_COUNT, description="Evaluate on at most this many test images (default: `data.max_eval_samples`, else all).")
+    per_layer: bool = Field(True, description="Measure every conv/FC output of each int8 file inside its runtime against the float model (SQNR, relative RMSE) on the first 64 test images; `per_layer` in the report.")
 
 
 class ProfileSection(Section):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgekit.artifacts import write_atomically
 from edgekit.report import plots
+from edgekit.report.per_layer_html import per_layer_section
 from edgekit.report.schema import upgrade_report
 from edgekit.report.summary import (
     accuracy_for, artifact_format, artifact_key, cost_text, devices, find_artifact, incomplete_text, int8_slowdowns,
@@ -84,7 +85,7 @@ def render_html(report: dict, *, gate: tuple[str, str] | None = None) -> str:
     """The page; ``gate``: the (colour, text) verdict of the gate against a baseline, shown in the headline."""
     report = upgrade_report(report)
     name = report.get("recipe", {}).get("name") or "build"
-    sections = [_headline(report, gate), _build_section(report), _model_card(report), _accuracy_section(report), _kernel_section(report), _size_section(report),
+    sections = [_headline(report, gate), _build_section(report), _model_card(report), _accuracy_section(report), _kernel_section(report), per_layer_section(report), _size_section(report),
                 _latency_section(report), _training_section(report), _stages_section(report)]
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

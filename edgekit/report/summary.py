@@ -194,6 +194,9 @@ def format_summary(report: dict, out_dir: Path, *, wide: bool = False, width: in
     else:
         lines += _compact_tables(report, width)
     lines += _slowdown_lines(report, None if wide else width)
+    from edgekit.report.per_layer_html import worst_layer_lines
+
+    lines += worst_layer_lines(report)
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
     if not report["build"]["complete"]:
