@@ -78,17 +78,19 @@ def float_layer_outputs(model: nn.Module, layers: list[Layer], images: np.ndarra
 
 
 def litert_layer_outputs(path: Path, images: np.ndarray, threads: int) -> list[RuntimeTensor]:
-    """Every conv/FC output of a .tflite run by LiteRT's builtin kernels on ``images`` (float NCHW)."""
+    """Every conv/FC output of a .tflite run by LiteRT's builtin kernels on ``images`` (float NCHW).
+
+    The images run one at a time: the preserved tensors hold only the last invocation, and a file whose batch
+    cannot be resized would otherwise leave the outputs of its last image only."""
     from edgekit.runtimes.int8_check import INTEGER_ACTIVATIONS, INTEGER_WEIGHTS, _data_inputs
     from edgekit.runtimes.litert_rt import LiteRTSession, make_interpreter
 
     interpreter = make_interpreter(path, threads, default_delegates=False, preserve_all_tensors=True)
     session = LiteRTSession(path, threads, interpreter)
-    session.run(images)
     details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()  # the only op listing the Python API offers
     consumers = _tflite_consumers(ops)
-    found = [_litert_input(interpreter, session.input["index"], details, consumers)]
+    points = [("input", _litert_input_index(session.input["index"], details, consumers), "input")]
     for op in ops:
         if op["op_name"] not in TFLITE_LAYER_OPS:
             continue
@@ -98,17 +100,21 @@ def litert_layer_outputs(path: Path, images: np.ndarray, threads: int) -> list[R
             output = int(following[0]["outputs"][0])
         activation, weights = (np.dtype(details[index]["dtype"]) for index in _data_inputs(op))
         integer = activation in INTEGER_ACTIVATIONS and weights in INTEGER_WEIGHTS
-        found.append(RuntimeTensor(op["op_name"], _litert_tensor(interpreter, details[output]),
-                                   "int8" if integer else "float"))
-    return found
+        points.append((op["op_name"], output, "int8" if integer else "float"))
+    per_image = []
+    for image in images:
+        session.run(image[None])
+        per_image.append([_litert_tensor(interpreter, details[index]) for _, index, _ in points])
+    return [RuntimeTensor(op, np.concatenate([tensors[position] for tensors in per_image]), kernel)
+            for position, (op, _, kernel) in enumerate(points)]
 
 
-def _litert_input(interpreter, index: int, details: dict, consumers: dict) -> RuntimeTensor:
+def _litert_input_index(index: int, details: dict, consumers: dict) -> int:
     """The model input as the int8 graph sees it: the input tensor, or the QUANTIZE a float input feeds."""
     following = consumers.get(index, [])
     if np.dtype(details[index]["dtype"]) == np.float32 and len(following) == 1 and following[0]["op_name"] == "QUANTIZE":
-        index = int(following[0]["outputs"][0])
-    return RuntimeTensor("input", _litert_tensor(interpreter, details[index]), "input")
+        return int(following[0]["outputs"][0])
+    return index
 
 
 def _litert_tensor(interpreter, detail: dict) -> np.ndarray:

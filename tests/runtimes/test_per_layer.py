@@ -180,3 +180,17 @@ def test_keep_float_classifier_runs_as_a_float_kernel_in_both_formats(trained_ti
         assert (kernels["int8"], kernels["float"]) == (27, 1), kernels
         records = per_layer_errors(files[name], runtime, trained_tiny.model(), images)
         assert [record["layer"] for record in records if record["kernel"] == "float"] == ["classifier"]
+
+
+def test_litert_reads_every_image_when_the_batch_cannot_be_resized(pt2e_files, images, monkeypatch):
+    """The default recipe's .tflite refuses a batch resize, so LiteRT runs it image by image; the preserved
+    tensors then hold only the last image unless each image is read after its own run."""
+    from edgekit.runtimes.litert_rt import LiteRTSession
+    from edgekit.runtimes.per_layer import litert_layer_outputs
+
+    one_by_one = [litert_layer_outputs(pt2e_files["int8.tflite"], images[i : i + 1], 1) for i in range(3)]
+    monkeypatch.setattr(LiteRTSession, "_resize", lambda self, batch: False)
+    together = litert_layer_outputs(pt2e_files["int8.tflite"], images[:3], 1)
+    for position, tensor in enumerate(together):
+        assert tensor.values.shape[0] == 3
+        np.testing.assert_array_equal(tensor.values, np.concatenate([run[position].values for run in one_by_one]))
