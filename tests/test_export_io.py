@@ -123,4 +123,4 @@ def test_the_terminal_summary_says_which_int8_files_take_float(float_io_build):
     lines = format_summary(report, out_dir).splitlines()
     (int8_row,) = [line for line in lines if line.startswith("int8/ptq.tflite ")]
     (float_row,) = [line for line in lines if line.startswith("float/model.tflite ")]
-    assert " int8, float I/O " in int8_row and " float32 " in float_row and "I/O" not in float_row
+    assert " int8 ptq, float I/O " in int8_row and " float32 " in float_row and "I/O" not in float_row

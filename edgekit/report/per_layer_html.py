@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from html import escape
 
 from edgekit.report.plots import bar_svg
@@ -40,11 +41,13 @@ def _entry_block(index: int, entry: dict) -> str:
     return f"<h3>{escape(title)}</h3>{chart}{kept}"
 
 
-def worst_layer_lines(report: dict) -> list[str]:
-    """For the terminal summary: the three layers that lose the most SQNR, per int8 file and runtime."""
+def worst_layer_lines(report: dict, width: int = 120) -> list[str]:
+    """For the terminal summary: the three layers that lose the most SQNR, per int8 file and runtime, wrapped
+    to ``width`` columns."""
     lines = []
     for entry in report.get("per_layer") or []:
         worst = ", ".join(f"{layer['layer']} (−{layer.get('sqnr_drop_db', 0.0):.1f} dB, SQNR {layer['sqnr_db']:.1f})"
                           for layer in ranked_layers(entry)[:SHOWN_WORST])
-        lines.append(f"worst layers {entry['artifact']} ({entry['runtime']}): {worst}")
+        lines += textwrap.wrap(f"worst layers {entry['artifact']} ({entry['runtime']}): {worst}", width=width,
+                               subsequent_indent="  ", break_on_hyphens=False)
     return lines

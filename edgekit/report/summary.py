@@ -196,7 +196,7 @@ def format_summary(report: dict, out_dir: Path, *, wide: bool = False, width: in
     lines += _slowdown_lines(report, None if wide else width)
     from edgekit.report.per_layer_html import worst_layer_lines
 
-    lines += worst_layer_lines(report)
+    lines += worst_layer_lines(report, width)
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
     if not report["build"]["complete"]:
@@ -276,6 +276,8 @@ def _compact_tables(report: dict, width: int) -> list[str]:
         artifact, runtime = entry["artifact"], entry["runtime"]
         described = find_artifact(report, artifact)
         precision = "float32" if entry["precision"] == "float32" else f"int8 {entry['method']}"
+        if _precision_text(entry, described).endswith("float I/O"):
+            precision += ", float I/O"
         rows.append([artifact, runtime, precision, f"{described['bytes'] / 1e6:.2f}" if described else "-",
                      f"{entry['top1']:.2f}"])
         device_cells.append([_per_delegate(profiles_for(report, artifact, runtime, device, threads), _value_and_ratio)

@@ -51,7 +51,9 @@ def resolved_recipe(alpha: float, resolution: int) -> dict:
 def make_report(alpha: float, resolution: int, *, complete: bool = True) -> dict:
     macs, top1, host_ms, instructions, tflite_bytes = TABLE[(alpha, resolution)]
     recipe = resolved_recipe(alpha, resolution)
-    stages = ["train", "evaluate", "export", "quantize", "export_int8", "runtimes", "profile"]
+    from edgekit.pipeline import stage_names
+
+    stages = stage_names()  # what a full build of this edgekit plans
     accuracy = [_accuracy("train/model.pt", "torch", "float32", "float", top1 + 0.5),
                 _accuracy("float/model.tflite", "litert", "float32", "float", top1 + 0.5),
                 _accuracy("int8/ptq.tflite", "litert", "int8", "ptq", top1)]
