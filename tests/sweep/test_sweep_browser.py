@@ -9,7 +9,7 @@ import re
 import pytest
 
 from edgekit.sweep.html import write_sweep_html
-from report.test_browser import chromium, render  # noqa: F401 (chromium is a fixture)
+from report.test_browser import WINDOW, chromium, layout_of, render  # noqa: F401 (chromium is a fixture)
 
 from .handmade import IDS, hand_sweep
 
@@ -28,3 +28,11 @@ def test_sweep_html_renders_without_errors_and_with_its_plots(chromium, tmp_path
         assert len(re.search(r'<polyline points="([^"]+)"', plot).group(1).split()) == front_points
     assert f"{IDS[2]} has fewer mult-adds than {IDS[1]} but costs more" in dom
 
+
+
+def test_sweep_html_fits_a_1280_pixel_window_with_no_overlapping_labels(chromium, tmp_path):
+    page = write_sweep_html(hand_sweep(), tmp_path / "sweep.html")
+    layout = layout_of(chromium, page.read_text(), tmp_path)
+    assert layout["view"] <= WINDOW[0]
+    assert layout["overlaps"] == [] and layout["misplaced"] == []
+    assert layout["wide"] == [] and layout["page"] <= layout["view"]
