@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from edgekit.errors import UserInputError
+from edgekit.errors import UserInputError, excerpt
 
 LOCK_NAME = Path(".edgekit") / "lock"
 
@@ -118,13 +118,8 @@ def describe_holder(holder: dict) -> str:
     if holder.get("started"):
         words.append(f"since {holder['started']}")
     if holder.get("command"):
-        words.append(f"({_excerpt(str(holder['command']))})")
+        words.append(f"({excerpt(' '.join(str(holder['command']).split()), 120)})")
     return " ".join(words)
-
-
-def _excerpt(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _to_stderr(line: str) -> None:

@@ -14,7 +14,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from edgekit.errors import UserInputError
+from edgekit.errors import UserInputError, excerpt
 
 REPORT_SCHEMA_VERSION = 2
 SCHEMA_PATHS = {1: Path(__file__).with_name("report.schema.v1.json"),
@@ -48,7 +48,7 @@ def validate_report(report: dict, source: str) -> None:
     version = report.get("schema_version", REPORT_SCHEMA_VERSION)
     if isinstance(version, bool) or version not in SCHEMA_PATHS:
         raise ReportSchemaError(
-            f"{source}: $.schema_version: {_excerpt(version)} is not supported (this edgekit reads versions "
+            f"{source}: $.schema_version: {excerpt(version)} is not supported (this edgekit reads versions "
             f"{' and '.join(map(str, SCHEMA_PATHS))})", hint="rebuild the report with this edgekit version")
     validate_against(report_schema(version), report, source)
 
@@ -207,13 +207,8 @@ def _problem(error) -> str:
     if error.validator == "required":
         return error.message.replace("is a required property", "is missing (a required key)")
     if error.validator == "const" and error.path and error.path[-1] == "schema_version":
-        return f"{_excerpt(error.instance)} is not a supported schema version"
-    return _excerpt(error.message, 200)
-
-
-def _excerpt(value, limit: int = 40) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        return f"{excerpt(error.instance)} is not a supported schema version"
+    return excerpt(error.message, 200)
 
 
 def _json_type(value) -> str:
