@@ -378,19 +378,33 @@ def profile_stage(context: BuildContext) -> StageOutput:
     int8 = [(context.artifact(name), fmt) for name, method, fmt in files if method != "float"]
     twins = {str(path): floats[fmt] for path, fmt in int8 if fmt in floats}
     paths = list(floats.values()) + [path for path, _ in int8]
+    layers = _model_layers(context.recipe)
     entries = []
     for device_file in context.recipe.profile.devices:
         device = load_device_profile(device_file)
-        measured = profile_artifacts(paths, device, float_twins=twins, threads=context.recipe.profile.threads)
+        measured = profile_artifacts(paths, device, float_twins=twins, threads=context.recipe.profile.threads,
+                                     layers=layers, keep_dir=context.path("profile"))
         for entry in measured:
             entry["artifact"] = _relative_to(entry["artifact"], context.out_dir)
             if entry.get("float_artifact"):
                 entry["float_artifact"] = _relative_to(entry["float_artifact"], context.out_dir)
+            for what, kept in ((entry.get("estimate") or {}).get("files") or {}).items():
+                entry["estimate"]["files"][what] = _relative_to(kept, context.out_dir)
         entries.extend(measured)
     return StageOutput({}, {"profiles": entries})
 
 
-PROFILE = Stage("profile", ("profile",), (ALL_ARTIFACTS,), profile_stage, device_files_key, cache=False,
+def _model_layers(recipe: Recipe) -> list:
+    """The model's convs and FCs (names and output shapes) that name a target's per-layer estimates."""
+    import torch
+
+    from edgekit.models.layers import model_layers
+
+    resolution = recipe.model.resolution
+    return model_layers(model_from_recipe(recipe), torch.zeros(1, 3, resolution, resolution))
+
+
+PROFILE = Stage("profile", ("profile", "model"), (ALL_ARTIFACTS,), profile_stage, device_files_key, cache=False,
                 packages=RUNTIMES)
 
 

@@ -4,8 +4,14 @@ Every int8 artifact is measured next to its float twin on the same target in the
 interleaved round by round (float, int8, float, int8, ...), so that both see the same machine state;
 each artifact's p50 is the median of its rounds' p50s and ``spread_pct`` says how far the rounds lie apart.
 Each entry holds one typed measurement (metric, unit, value, distribution, obtained: real, emulated,
-simulated): latency on real devices, instructions per inference under emulation, the simulator's wall
-time (not a device latency) on simulators.
+simulated, estimated): latency on real devices, instructions per inference under emulation, the simulator's wall
+time (not a device latency) on simulators, a compiler's estimate (cycles) on targets that estimate.
+
+A target that estimates (``capabilities.measures == "estimated"``) prints, in the script's JSON, an
+``estimate``: {supported, reason, headline {metric, unit, value}, estimates (typed measurements), per_layer
+(rows naming the runtime's output ``tensor``), cpu_ops, caveat, config, files (name in the work directory ->
+what it is)}. Its per-layer rows get the model's layer names when ``layers`` is given, and its files are
+fetched into ``keep_dir``.
 """
 
 from __future__ import annotations
@@ -43,10 +49,12 @@ class Group:
 
 def profile_artifacts(artifact_paths: list[Path], device_profile: DeviceProfile, *,
                       float_twins: dict[str, Path] | None = None, threads: int | list[int] | None = None,
-                      inputs_npz: Path | None = None, log: Callable[[str], None] = print) -> list[dict]:
+                      inputs_npz: Path | None = None, log: Callable[[str], None] = print,
+                      layers: list | None = None, keep_dir: Path | None = None) -> list[dict]:
     """Measure each artifact (and each int8 artifact's float twin) on ``device_profile``; one entry each
     per runtime delegate and thread count. ``float_twins`` maps an int8 artifact (its path as given, or
-    its file name) to its float model."""
+    its file name) to its float model. ``layers`` (edgekit.models.layers.model_layers of the model) names
+    the rows of a per-layer estimate; files a target produces are kept under ``keep_dir``/device."""
     from edgekit.train.progress import progress_bar  # here: the edgekit.train package imports torch
 
     profile = device_profile
@@ -65,9 +73,11 @@ def profile_artifacts(artifact_paths: list[Path], device_profile: DeviceProfile,
         _push_models(target, groups)
         total = sum(len(group.members) for group, _, _ in jobs) * profile.protocol.rounds
         with progress_bar(total=total, desc=f"profile on {profile.name}", unit="run") as bar:
-            runner = _Runner(target, profile, script_remote, inputs_remote, bar)
+            runner = _Runner(target, profile, script_remote, inputs_remote, bar, keep_dir)
             for group, delegate, count in jobs:
                 measured = _measure_group(runner, group, delegate, count)
+                if layers:
+                    _name_estimated_layers(measured, layers)
                 _log_group(measured, log)
                 entries += measured
     return entries
@@ -130,8 +140,10 @@ def _push_models(target: Target, groups: list[Group]) -> None:
 class _Runner:
     """Runs the on-device script once per call and counts the runs (their order proves the interleaving)."""
 
-    def __init__(self, target: Target, profile: DeviceProfile, script: str, inputs: Optional[str], bar):
+    def __init__(self, target: Target, profile: DeviceProfile, script: str, inputs: Optional[str], bar,
+                 keep_dir: Optional[Path] = None):
         self.target, self.profile, self.script, self.inputs, self.bar = target, profile, script, inputs, bar
+        self.keep_dir = keep_dir
         self.python = getattr(target, "python", None) or "python3"
         self.order = 0
 
@@ -142,10 +154,24 @@ class _Runner:
             raise TargetError(f"{self.profile.name}: {runtime} failed on {artifact.name} "
                               f"({_exit_reason(result.returncode)}): {last_line(result.stderr) or 'no message'}")
         output = _parse_last_json_line(result.stdout, self.profile.name, artifact)
+        if output.get("estimate"):
+            output["estimate"]["files"] = self._keep(output["estimate"].get("files") or {}, artifact)
         output["order"] = self.order
         self.order += 1
         self.bar.update(1)
         return output
+
+    def _keep(self, files: dict, artifact: Path) -> dict:
+        """Fetch the files a target produced for ``artifact`` into keep_dir/<device>/; {what: local path}."""
+        if self.keep_dir is None:
+            return {}
+        folder = Path(self.keep_dir) / re.sub(r"[^A-Za-z0-9._+-]", "_", self.profile.name)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = {}
+        for what, remote_name in files.items():
+            local = folder / f"{artifact.stem}.{what}{Path(remote_name).suffix}"
+            kept[what] = str(self.target.get(remote_name, local))
+        return kept
 
     def _options(self, runtime: str, delegate: str, threads: int) -> list[str]:
         protocol = self.profile.protocol
@@ -203,11 +229,31 @@ def _summarise(artifact: Path, outputs: list[dict], profile: DeviceProfile, targ
         "host": first.get("host"), "accuracy": first.get("accuracy"), "per_node": first.get("per_node"),
         "float_artifact": None, "ratio_to_float": None,
         "protocol": profile.protocol.model_dump(), "target": target.describe(),
+        **({"estimate": _estimate_of(outputs[-1])} if first.get("estimate") else {}),
     }
 
 
+def _estimate_of(output: dict) -> dict:
+    """A compiler's estimate as the report keeps it: everything but the headline, which is the entry's value."""
+    return {key: value for key, value in output["estimate"].items() if key != "headline"}
+
+
+def _name_estimated_layers(entries: list[dict], layers: list) -> None:
+    """Give each per-layer row of an estimate the model's layer name of its runtime tensor (None for ops that are
+    no conv/FC layer of the model, such as a MEAN)."""
+    from edgekit.runtimes.per_layer import layer_names_by_tensor
+
+    for entry in entries:
+        rows = (entry.get("estimate") or {}).get("per_layer")
+        if not rows:
+            continue
+        names = layer_names_by_tensor(entry["artifact"], layers)
+        for row in rows:
+            row["layer"] = names.get(row["tensor"])
+
+
 def _obtained(target: Target) -> str:
-    return "emulated" if target.emulated else "simulated" if target.simulated else "real"
+    return "emulated" if target.emulated else "simulated" if target.simulated else target.capabilities.measures
 
 
 def _measurement(outputs: list[dict], obtained: str) -> dict:
@@ -216,6 +262,10 @@ def _measurement(outputs: list[dict], obtained: str) -> dict:
     if obtained == "emulated":
         value = _median([out.get("instructions_per_inference") for out in outputs])
         return measurement("instructions", "instructions", value, None, obtained)
+    if obtained == "estimated":
+        headline = outputs[0]["estimate"]["headline"]
+        value = _median([out["estimate"]["headline"]["value"] for out in outputs])
+        return measurement(headline["metric"], headline["unit"], value, None, obtained)
     source = "simulated_ms" if obtained == "simulated" else "latency_ms"
     distribution = _median_distribution([out.get(source) for out in outputs])
     metric = "simulator_wall_time" if obtained == "simulated" else "latency"
@@ -226,6 +276,8 @@ def _round_value(output: dict, obtained: str) -> Optional[float]:
     """One round's headline figure, in the entry's unit."""
     if obtained == "emulated":
         return output.get("instructions_per_inference")
+    if obtained == "estimated":
+        return output["estimate"]["headline"]["value"]
     return (output.get("simulated_ms" if obtained == "simulated" else "latency_ms") or {}).get("p50")
 
 
@@ -297,7 +349,7 @@ def describe_entry(entry: dict) -> str:
     where = f"{entry['device']} {entry['runtime']}/{entry['delegate']} {entry['threads']}t [{entry['obtained']}]"
     value = entry["value"]
     if value is None:
-        text = "ran; no device latency"
+        text = entry.get("note") or "ran; no device latency"
     elif entry["metric"] == "latency":
         text = f"p50 {value:.3f} ms" + ("" if entry["obtained"] == "real" else f" ({entry['obtained']})")
     elif entry["metric"] == "instructions":
@@ -305,7 +357,8 @@ def describe_entry(entry: dict) -> str:
     elif entry["metric"] == "simulator_wall_time":
         text = f"ran; simulator wall time {value:.1f} ms (not a device latency)"
     else:
-        text = f"{entry['metric']} {value:g} {entry['unit']}"
+        shown = f"{value:,.0f}" if float(value).is_integer() else f"{value:g}"
+        text = f"{entry['metric']} {shown} {entry['unit']}" + (" (estimated)" if entry["obtained"] == "estimated" else "")
     spread = f" ±{entry['spread_pct']:.1f}%" if entry["spread_pct"] is not None else ""
     ratio = f", x{entry['ratio_to_float']:.2f} vs float" if entry["ratio_to_float"] is not None else ""
     return f"{where}: {Path(entry['artifact']).name} {text}{spread}{ratio}"

@@ -54,6 +54,20 @@ class RuntimeTensor:
     values: np.ndarray
     kernel: str  # "int8" or "float": the precision the op computes in
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape[1:])
+
+
+@dataclass(frozen=True)
+class GraphLayerOp:
+    """A conv/FC op of a model file, read without running it: its op type, output tensor and output shape (NCHW,
+    no batch). Compilers that report per op (Vela) name the op by that tensor."""
+
+    op: str
+    tensor: str
+    shape: tuple[int, ...]
+
 
 def float_layer_outputs(model: nn.Module, layers: list[Layer], images: np.ndarray) -> dict[str, np.ndarray]:
     """Each layer's reference output (float NCHW) on ``images``, from forward hooks on the float model."""
@@ -209,10 +223,32 @@ def match_layers(layers: list[Layer], tensors: list[RuntimeTensor], source: str)
         raise PerLayerError(f"{source}: {len(tensors)} conv/FC ops in the runtime graph, {len(layers)} in the model; "
                             "cannot name the runtime's layers")
     for position, (layer, tensor) in enumerate(zip(layers, tensors)):
-        if tuple(tensor.values.shape[1:]) != layer.shape:
+        if tensor.shape != layer.shape:
             raise PerLayerError(f"{source}: conv/FC op #{position} ({tensor.op}) writes shape "
-                                f"{tuple(tensor.values.shape[1:])}, layer {layer.name} {layer.shape}")
+                                f"{tensor.shape}, layer {layer.name} {layer.shape}")
     return list(zip(layers, tensors))
+
+
+def tflite_layer_ops(path: Path) -> list[GraphLayerOp]:
+    """Every conv/FC op of a .tflite in graph order, with its output tensor's name and shape (NHWC -> NCHW)."""
+    from edgekit.runtimes.litert_rt import make_interpreter
+
+    interpreter = make_interpreter(path, 1, default_delegates=False)
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    found = []
+    for op in interpreter._get_ops_details():  # the only op listing the Python API offers
+        if op["op_name"] in TFLITE_LAYER_OPS:
+            output = details[int(op["outputs"][0])]
+            shape = tuple(int(size) for size in output["shape"][1:])
+            found.append(GraphLayerOp(op["op_name"], output["name"], (shape[-1], *shape[:-1]) if len(shape) == 3 else shape))
+    return found
+
+
+def layer_names_by_tensor(path: str | Path, layers: list[Layer]) -> dict[str, str]:
+    """The model's layer name for the output tensor of each conv/FC op of a .tflite, matched by order and checked
+    by shape as the per-layer errors are (PerLayerError when the graph does not line up)."""
+    ops = tflite_layer_ops(Path(path))
+    return {op.tensor: layer.name for layer, op in match_layers(layers, ops, str(path))}
 
 
 def error_metrics(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:

@@ -75,6 +75,7 @@ register_target("ssh", "edgekit.targets.ssh:SshTarget")
 register_target("emulated-arm64", "edgekit.targets.emulated:EmulatedArm64Target")
 register_target("adb", "edgekit.targets.adb:AdbTarget")
 register_target("qnn-htp", "edgekit.targets.qnn:QnnHtpTarget")
+register_target("ethos-u", "edgekit.targets.ethos_u:EthosUTarget")
 
 __all__ = [
     "Capabilities", "CommandResult", "Target", "TargetError", "TargetSettings", "TargetUnavailable", "make_target",

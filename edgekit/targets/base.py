@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from edgekit.errors import EdgekitError, UserInputError
 
-Measures = Literal["real", "emulated", "simulated"]
+Measures = Literal["real", "emulated", "simulated", "estimated"]
 #: CPU architectures a device profile can name (``auto``: this machine's, for targets that run here)
 ARCHES = ("auto", "x86_64", "aarch64", "armv7")
 
@@ -46,7 +46,8 @@ class Capabilities:
 
     #: runtime -> the delegates / execution providers it offers there
     runtimes: Mapping[str, tuple[str, ...]]
-    #: ``real`` wall-clock latency, ``emulated`` instruction counts, or ``simulated`` (no device latency)
+    #: ``real`` wall-clock latency, ``emulated`` instruction counts, ``simulated`` (no device latency), or
+    #: ``estimated`` (a compiler's cost model: the target's output carries an ``estimate``, see profile/run.py)
     measures: Measures = "real"
     #: the ``arch`` values a profile of this kind may name
     arches: tuple[str, ...] = ARCHES[1:]
