@@ -26,6 +26,8 @@ Quantization = tuple[float, int]  # (scale, zero_point): real = scale * (q - zer
 _RUNTIMES: dict[str, str] = {
     "onnxruntime": "edgekit.runtimes.onnxruntime_rt:OnnxRuntime",
     "litert": "edgekit.runtimes.litert_rt:LiteRTRuntime",
+    "openvino": "edgekit.runtimes.openvino_rt:OpenVINORuntime",
+    "executorch": "edgekit.runtimes.executorch_rt:ExecuTorchRuntime",
 }
 
 
@@ -77,6 +79,12 @@ class Session(ABC):
     @abstractmethod
     def _run_native(self, inputs: np.ndarray) -> np.ndarray:
         """Run a batch already in the model's layout and dtype; return the raw output (any batch size)."""
+
+    def _whole_or_one_by_one(self, inputs: np.ndarray, invoke) -> np.ndarray:
+        """``invoke`` on the whole batch, or image by image when the model's batch is fixed at 1."""
+        if self.input_spec().shape[0] == 1 and len(inputs) > 1:
+            return np.concatenate([invoke(inputs[index : index + 1]) for index in range(len(inputs))])
+        return invoke(inputs)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Float32 NCHW normalised images (B, C, H, W) -> float32 logits (B, classes)."""

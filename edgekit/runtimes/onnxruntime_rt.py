@@ -87,9 +87,7 @@ class OnnxSession(Session):
                 "threads": self.threads}
 
     def _run_native(self, inputs: np.ndarray) -> np.ndarray:
-        if self._spec.shape[0] == 1 and len(inputs) > 1:
-            return np.concatenate([self._invoke(inputs[index : index + 1]) for index in range(len(inputs))])
-        return self._invoke(inputs)
+        return self._whole_or_one_by_one(inputs, self._invoke)
 
     def _invoke(self, inputs: np.ndarray) -> np.ndarray:
         try:

@@ -1,0 +1,71 @@
+"""The openvino runtime on the session's real ONNX files (tests/runtimes/conftest.py ``built``): the Session
+contract, accuracy next to onnxruntime on the same int8 file, the int8 check from runtime precisions,
+float held at f32."""
+
+import pytest
+
+pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'edgekit[openvino]')")
+
+from edgekit.runtimes import check_int8, evaluate_file, get_runtime  # noqa: E402
+from edgekit.runtimes.openvino_rt import OpenVINORuntime  # noqa: E402
+
+from runtimes.test_sessions import SessionContract  # noqa: E402
+
+# MobileNet v1: stem conv + 13 depthwise + 13 pointwise convs + the classifier.
+KERNELS = 28
+
+
+class TestOpenVINOFloatOnnx(SessionContract):
+    file, runtime, layout, input_dtype, int8 = "float.onnx", "openvino", "NCHW", "float32", False
+
+    def test_float_is_held_at_f32(self, session):
+        assert session.describe()["float_precision"] == "f32"
+
+
+class TestOpenVINOInt8Onnx(SessionContract):
+    file, runtime, layout, input_dtype, int8 = "int8.onnx", "openvino", "NCHW", "float32", True
+
+    def test_output_grid_is_the_onnx_files(self, built, session):
+        assert session.output_quantization() == get_runtime("onnxruntime").load(
+            built.files["int8.onnx"], threads=1).output_quantization()
+
+
+def test_int8_accuracy_matches_onnxruntime_on_the_same_file(built):
+    """Issue 13: within 0.1 points of onnxruntime on the same int8 model (300 Fashion-MNIST test images)."""
+    scores = {runtime: evaluate_file(built.files["int8.onnx"], runtime, built.test_set, built.transform, threads=1,
+                                     batch_size=64) for runtime in ("onnxruntime", "openvino")}
+    assert scores["openvino"]["samples"] == scores["onnxruntime"]["samples"] == len(built.test_set)
+    assert abs(scores["openvino"]["top1"] - scores["onnxruntime"]["top1"]) <= 0.1
+    assert scores["openvino"]["top1"] > 50  # a trained model, not chance (10 classes)
+
+
+def test_int8_check_reads_runtime_precisions(built):
+    result = check_int8(built.files["int8.onnx"], "openvino")
+    assert (result["runtime"], result["int8"], result["float"], result["ok"]) == ("openvino", KERNELS, 0, True)
+
+
+def test_int8_check_fails_a_float_file(built):
+    result = check_int8(built.files["float.onnx"], "openvino")
+    assert (result["int8"], result["float"], result["ok"]) == (0, KERNELS, False)
+    assert all(op.endswith("[f32]") for op in result["float_ops"])
+
+
+def test_bf16_only_when_asked(built):
+    import openvino
+
+    if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        pytest.skip("this CPU has no bf16: the hint changes nothing here")
+    _, float_ops = OpenVINORuntime(precision="bf16").count_int8_kernels(built.files["float.onnx"])
+    assert len(float_ops) == KERNELS and all(op.endswith("[bf16]") for op in float_ops)
+    session = OpenVINORuntime(precision="bf16").load(built.files["float.onnx"], threads=1)
+    assert session.describe()["float_precision"] == "bf16"
+
+
+def test_a_file_openvino_rejects_is_one_line(tmp_path):
+    from edgekit.runtimes import RuntimeFailure
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(RuntimeFailure, match=f"{broken}: OpenVINO cannot load it") as caught:
+        get_runtime("openvino").load(broken, threads=1)
+    assert "\n" not in str(caught.value)
