@@ -156,6 +156,7 @@ class _Runner:
         output = _parse_last_json_line(result.stdout, self.profile.name, artifact)
         if output.get("estimate"):
             output["estimate"]["files"] = self._keep(output["estimate"].get("files") or {}, artifact)
+        output["kernels"] = getattr(self.target, "last_kernels", None)  # emulated: instructions per function
         output["order"] = self.order
         self.order += 1
         self.bar.update(1)
@@ -227,6 +228,7 @@ def _summarise(artifact: Path, outputs: list[dict], profile: DeviceProfile, targ
         "first_inference_ms": _median([out.get("first_inference_ms") for out in outputs]),
         "peak_rss_mb": max((out["peak_rss_mb"] for out in outputs if out.get("peak_rss_mb") is not None), default=None),
         "host": first.get("host"), "accuracy": first.get("accuracy"), "per_node": first.get("per_node"),
+        "kernels": outputs[-1].get("kernels"),
         "float_artifact": None, "ratio_to_float": None,
         "protocol": profile.protocol.model_dump(), "target": target.describe(),
         **({"estimate": _estimate_of(outputs[-1])} if first.get("estimate") else {}),

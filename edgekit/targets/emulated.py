@@ -20,6 +20,7 @@ from pydantic import Field
 
 from edgekit.targets.base import Capabilities, CommandResult, TargetSettings
 from edgekit.targets.local import CPU_RUNTIMES, LocalTarget, run_process
+from edgekit.targets.qemu_symbols import kernel_table
 from edgekit.targets.sysroot import SETUP_HINT, sysroot_paths, sysroot_ready
 
 QEMU = "qemu-aarch64"  # the dynamic build (Debian's qemu-user): the static one cannot load plugins
@@ -55,6 +56,8 @@ class EmulatedArm64Target(LocalTarget):
         self.last_instruction_counts: list[int] = []
         #: median guest instructions of the last profiling run's empty iterations (None if none)
         self.last_harness_instructions: int | None = None
+        #: the last profiling run's instructions per inference by function (qemu_symbols.kernel_table), or None
+        self.last_kernels: dict | None = None
         self._runs = 0
 
     def available(self) -> tuple[bool, str]:
@@ -66,13 +69,19 @@ class EmulatedArm64Target(LocalTarget):
         self._runs += 1
         counts_file = self.workdir / f"instructions-{self._runs}.txt"
         counts_file.unlink(missing_ok=True)
-        result = run_process(self.qemu_argv(argv, counts_file), timeout=timeout, device=self.name,
+        blocks_file = self.workdir / f"blocks-{self._runs}.txt" if _runs_ondevice_script(argv[1:]) else None
+        result = run_process(self.qemu_argv(argv, counts_file, blocks_file), timeout=timeout, device=self.name,
                              cwd=self.workdir, what=f"{QEMU} ({Path(argv[0]).name})")
         self.last_instruction_counts, self.last_harness_instructions = _net_of_harness(_read_counts(counts_file))
+        self.last_kernels = None
+        if blocks_file is not None:
+            self.last_kernels = kernel_table(blocks_file, len(self.last_instruction_counts))
+            blocks_file.unlink(missing_ok=True)
         return result
 
-    def qemu_argv(self, argv: list[str], counts_file: Path) -> list[str]:
-        """The full command line: qemu, its options and the plugin, then ``argv`` as the guest sees it."""
+    def qemu_argv(self, argv: list[str], counts_file: Path, blocks_file: Path | None = None) -> list[str]:
+        """The full command line: qemu, its options and the plugin, then ``argv`` as the guest sees it.
+        ``blocks_file``: the plugin also counts per translated block there (instructions per kernel)."""
         program, *args = argv
         program = self.guest_program(program)
         if _runs_ondevice_script(args) and "--markers" not in args:
@@ -82,7 +91,8 @@ class EmulatedArm64Target(LocalTarget):
         return [
             QEMU, "-cpu", self.qemu_cpu, "-L", str(self.paths.view),
             "-E", f"PYTHONPATH={self.paths.site}", "-E", f"{INSN_FILE_ENV}={counts_file}",
-            "-plugin", f"{self.paths.plugin},out={counts_file},atomic={atomic}",
+            "-plugin", f"{self.paths.plugin},out={counts_file},atomic={atomic}"
+            + (f",symbols={blocks_file}" if blocks_file is not None else ""),
             program, *args,
         ]
 
