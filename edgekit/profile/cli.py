@@ -22,6 +22,8 @@ def add_parser(commands) -> argparse.ArgumentParser:
     profile.add_argument("--float-twin", action="append", default=[], metavar="INT8=FLOAT", dest="float_twins",
                          help="measure INT8 interleaved with its float model FLOAT and report the ratio (repeatable)")
     profile.add_argument("--inputs", type=Path, metavar="FILE.npz", help="inputs (and labels) for the runs")
+    profile.add_argument("--keep", type=Path, metavar="DIR",
+                         help="keep the files a target compiles (Vela's .tflite for an Ethos-U) in DIR/<device>/")
     profile.add_argument("--json", action="store_true", help="print the entries as JSON on stdout")
     profile.set_defaults(handler=run_profile_command)
     return profile
@@ -37,7 +39,7 @@ def run_profile_command(args) -> int:
     artifacts = list(args.artifacts) + [path for path in twins if path not in args.artifacts]
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     entries = profile_artifacts(artifacts, device, float_twins={str(k): v for k, v in twins.items()},
-                                threads=args.threads, inputs_npz=args.inputs, log=log)
+                                threads=args.threads, inputs_npz=args.inputs, log=log, keep_dir=args.keep)
     if args.json:
         print(json.dumps(entries, indent=2))
     else:
@@ -71,8 +73,8 @@ def check_inputs_file(path: Path | None) -> None:
         raise UserInputError(f"--inputs {path}: cannot read it: {exc.strerror or exc}") from None
 
 
-COLUMNS = ("artifact", "device", "runtime", "threads", "obtained", "p50 ms", "p90 ms", "M instr", "spread %", "runs",
-           "x float")
+COLUMNS = ("artifact", "device", "runtime", "threads", "obtained", "p50 ms", "p90 ms", "M instr", "estimate", "spread %",
+           "runs", "x float")
 TEXT_COLUMNS = {0, 1, 2, 4}
 
 
@@ -87,6 +89,8 @@ def format_table(entries: list[dict]) -> str:
         lines.append("emulated: instructions counted under qemu; no latency (wall time under emulation means nothing)")
     if "simulated" in notes:
         lines.append("simulated: NPU simulator on this machine; no device latency")
+    if "estimated" in notes:
+        lines.append("estimated: a compiler's cost model on this machine (e.g. Vela for an Ethos-U); no latency")
     return "\n".join(lines)
 
 
@@ -96,9 +100,15 @@ def _row(entry: dict) -> tuple[str, ...]:
     return (
         Path(entry["artifact"]).name, entry["device"], f"{entry['runtime']}/{entry['delegate']}",
         str(entry["threads"]), entry["obtained"], _number(latency.get("p50")), _number(latency.get("p90")),
-        _number(instructions / 1e6 if instructions else None), _number(entry["spread_pct"], 1),
+        _number(instructions / 1e6 if instructions else None), _estimate_text(entry), _number(entry["spread_pct"], 1),
         str(entry["runs"]), _number(entry["ratio_to_float"], 2),
     )
+
+
+def _estimate_text(entry: dict) -> str:
+    if entry["obtained"] != "estimated":
+        return "-"
+    return "not supported" if entry["value"] is None else f"{entry['value']:,.0f} {entry['unit']}"
 
 
 def _number(value, digits: int = 3) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edgekit.artifacts import write_atomically
 from edgekit.report import plots
+from edgekit.report.estimate_html import estimate_block
 from edgekit.report.per_layer_html import per_layer_section
 from edgekit.report.schema import upgrade_report
 from edgekit.report.summary import (
@@ -345,6 +346,7 @@ def _device_block(report: dict, device: str) -> str:
     for group in _measurement_groups(profiles):
         parts.append(_accuracy_latency_plot(report, device, group))
     parts += [_per_node_plot(profile, index) for index, profile in enumerate(profiles) if profile.get("per_node")]
+    parts += [estimate_block(profile) for profile in profiles if profile.get("estimate")]
     return "".join(parts)
 
 

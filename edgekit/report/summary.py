@@ -197,6 +197,9 @@ def format_summary(report: dict, out_dir: Path, *, wide: bool = False, width: in
     from edgekit.report.per_layer_html import worst_layer_lines
 
     lines += worst_layer_lines(report, width)
+    from edgekit.report.estimate_html import estimate_lines
+
+    lines += estimate_lines(report, width)
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
     if not report["build"]["complete"]:

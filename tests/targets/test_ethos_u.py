@@ -167,3 +167,23 @@ def test_without_vela_the_target_says_how_to_install_it(monkeypatch):
     target = make_target(device(), check_available=False)
     ok, why = target.available()
     assert not ok and "edgekit[ethos-u]" in why
+
+
+def test_report_html_and_summary_show_the_estimate_as_estimated(models, layers, tmp_path):
+    from edgekit.report.estimate_html import estimate_block, estimate_lines
+
+    int8 = models.int8_tflite
+    entries = estimate([int8], device("ethos-u65-256"), float_twins={str(int8): models.float_tflite}, layers=layers,
+                       keep_dir=tmp_path)
+    (entry,) = [one for one in entries if one["value"] is not None]
+    page = estimate_block(entry)
+    assert "estimated" in page and "internal compiler estimates" in page and "Every op on the NPU" in page
+    assert layers[0].name in page and "MAC utilisation" in page and "latency" not in page
+    assert "qat" not in page and f"{int8.stem}.compiled.tflite" in page
+    (float_entry,) = [one for one in entries if one["value"] is None]
+    assert "Not supported: a float file" in estimate_block(float_entry)
+    lines = estimate_lines({"profiles": entries}, width=100)
+    assert lines and all(len(line) <= 100 for line in lines)
+    text = " ".join(lines)
+    assert "ethos-u65-256 estimate (not a latency)" in text and "every op on the NPU" in text and "vela 5.2.0" in text
+    assert f"total cycles {entry['value'] / 1e3:.3g} k" in text or f"total cycles {entry['value'] / 1e6:.3g} M" in text
