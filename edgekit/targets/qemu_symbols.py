@@ -151,12 +151,9 @@ class ElfFunctions:
     def _after_last_ret(self, address: int, floor: int) -> int:
         """The first instruction after the last ``ret`` (and its padding) before ``address``, not below ``floor``."""
         start = address
-        while start - 4 >= floor:
-            word = self.words(start - 4, 1)
-            if not word or word[0] == RET:
-                break
+        while start - 4 >= floor and self.words(start - 4, 1) not in ((), (RET,)):
             start -= 4
-        while start < address and self.words(start, 1)[0] in PADDING:
+        while start < address and self.words(start, 1) in PADDING:
             start += 4
         return start
 
@@ -185,7 +182,7 @@ def _eh_frame_ranges(data, offset: int, address: int, file_offset) -> list[tuple
 
 
 RET = 0xD65F03C0
-PADDING = (0xD503201F, 0x00000000)  # nop, udf #0
+PADDING = ((0xD503201F,), (0x00000000,))  # nop, udf #0, as words() returns them
 #: (kind, mask, value) of the multiply-accumulate instructions counted per kernel (A64 encodings)
 MAC_ENCODINGS = (
     ("dot", 0x9FE0FC00, 0x0E809400), ("dot", 0x9FC0F400, 0x0F80E000),  # SDOT/UDOT vector, by element
