@@ -146,3 +146,21 @@ def costliest_kernel_lines(report: dict, width: int = 120) -> list[str]:
         lines += textwrap.wrap(f"costliest layers {entry['artifact']} ({entry['device']} {entry['runtime']}, {how}): "
                                f"{costly}", width=width, subsequent_indent="  ", break_on_hyphens=False)
     return lines
+
+
+def per_op_growth(report: dict, artifact: str, runtime: str, top: int = 3) -> list[tuple[str, float]]:
+    """The layers (and other op types, in parentheses) whose host time grew most from the float file to
+    ``artifact`` in ``runtime``, from ``per_op``: [(name, int8 ms - float ms)], growth only."""
+    from edgekit.report.summary import artifact_key
+
+    for entry in report.get("per_op") or []:
+        if (entry["runtime"], entry.get("unit")) != (runtime, "ms"):
+            continue
+        if artifact_key(report, entry["artifact"]) != artifact_key(report, artifact):
+            continue
+        rows = [(row["layer"], row) for row in entry["layers"]]
+        rows += [(f"({row['op_type']})", row) for row in entry.get("other_ops", [])]
+        growth = sorted(((name, (row.get("int8") or 0.0) - (row.get("float") or 0.0)) for name, row in rows),
+                        key=lambda item: -item[1])
+        return [(name, delta) for name, delta in growth[:top] if delta > 0]
+    return []

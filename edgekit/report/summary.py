@@ -149,6 +149,12 @@ def slowdown_reason(report: dict, profile: dict) -> str:
     growth = _per_layer_growth(profile, float_profile_for(report, profile))
     if growth:
         return "per-layer times, int8 minus float: " + ", ".join(f"{op} {ms:+.3f} ms" for op, ms in growth)
+    from edgekit.report.per_layer_html import per_op_growth
+
+    growth = per_op_growth(report, profile["artifact"], profile["runtime"])
+    if growth:
+        return ("time per layer on this host (onnxruntime's profiler), int8 minus float: "
+                + ", ".join(f"{layer} {ms:+.3f} ms" for layer, ms in growth))
     known = []
     if check is not None:
         known.append(f"every conv/matmul ran an int8 kernel ({check['int8']} int8, 0 float)")
@@ -194,12 +200,13 @@ def format_summary(report: dict, out_dir: Path, *, wide: bool = False, width: in
     else:
         lines += _compact_tables(report, width)
     lines += _slowdown_lines(report, None if wide else width)
-    from edgekit.report.per_layer_html import worst_layer_lines
+    from edgekit.report.per_layer_html import costliest_kernel_lines, worst_layer_lines
 
     lines += worst_layer_lines(report, width)
     from edgekit.report.estimate_html import estimate_lines
 
     lines += estimate_lines(report, width)
+    lines += costliest_kernel_lines(report, width)
     if not report.get("profiles"):
         lines.append("latency: not measured in this build")
     if not report["build"]["complete"]:

@@ -158,3 +158,19 @@ def test_htp_simulator_cycles_per_layer_are_labelled_simulated(models):
     assert (entry["obtained"], entry["metric"], entry["unit"]) == ("simulated", "cycles", "cycles")
     assert entry["int8_total"] >= sum(row["int8"] for row in entry["layers"])
     check_schema("per_op", entry)
+
+
+def test_an_int8_file_slower_than_float_is_explained_by_its_layer_times():
+    from edgekit.report.summary import slowdown_reason
+
+    report = {"artifacts": [], "int8_kernels": [], "profiles": [], "per_op": [
+        {"artifact": "int8/qat.onnx", "float_artifact": "float/model.onnx", "runtime": "onnxruntime", "device": "host",
+         "obtained": "real", "metric": "latency", "unit": "ms", "runs": 30,
+         "layers": [{"layer": "features.stem.conv", "float": 0.10, "int8": 0.21},
+                    {"layer": "features.block1.pw.conv", "float": 0.09, "int8": 0.04}],
+         "other_ops": [{"op_type": "Transpose", "float": None, "int8": 0.03}]}]}
+    slow = {"artifact": "int8/qat.onnx", "runtime": "onnxruntime", "device": "host", "delegate": "cpu", "threads": 1,
+            "metric": "latency", "float_artifact": "float/model.onnx", "per_node": None}
+    reason = slowdown_reason(report, slow)
+    assert reason == ("time per layer on this host (onnxruntime's profiler), int8 minus float: "
+                      "features.stem.conv +0.110 ms, (Transpose) +0.030 ms")
