@@ -370,6 +370,29 @@ def device_files_key(recipe: Recipe) -> dict:
                              for device in recipe.profile.devices}}
 
 
+def per_op_stage(context: BuildContext) -> StageOutput:
+    """Time per layer of each int8 .onnx next to its float twin's, on this host (1 thread), from onnxruntime's
+    session profiler, layers named as in ``per_layer``. LiteRT's Python package has no op profiler (see
+    edgekit/profile/per_op.py); its cost per kernel comes from the emulated devices' ``kernels``. The QNN HTP
+    simulator's cycles per op are not reproducible (docs/per-layer.md) and stay out of the report."""
+    from edgekit.profile.per_op import profile_layer_times
+
+    names = {name: (method, fmt) for name, method, fmt in exported_files(context)}
+    float_onnx = next((name for name, (method, fmt) in names.items() if method == "float" and fmt == "onnx"), None)
+    int8_onnx = [name for name, (method, fmt) in names.items() if method != "float" and fmt == "onnx"]
+    if "onnxruntime" not in context.recipe.evaluate.runtimes or float_onnx is None or not int8_onnx:
+        return StageOutput({}, {})
+    image = _reference_images(context.recipe, 1).numpy()
+    report_names = {context.artifact(name): context.artifacts[name] for name in [float_onnx, *int8_onnx]}
+    entries = profile_layer_times(context.artifact(float_onnx), [context.artifact(name) for name in int8_onnx],
+                                  _float_model(context), image, threads=1, names=report_names)
+    return StageOutput({}, {"per_op": entries})
+
+
+PER_OP = Stage("per_op", ("seed", "model", "data", "evaluate"), (ALL_ARTIFACTS,), per_op_stage, cache=False,
+               ignore=("data.max_train_samples", "data.augment"), packages=RUNTIMES)
+
+
 def profile_stage(context: BuildContext) -> StageOutput:
     from edgekit.profile import load_device_profile, profile_artifacts
 
@@ -415,4 +438,4 @@ def _relative_to(path: str, out_dir: Path) -> str:
         return str(path)
 
 
-STAGES = (TRAIN, EVALUATE, EXPORT, QUANTIZE, EXPORT_INT8, RUNTIMES_STAGE, PER_LAYER, PROFILE)
+STAGES = (TRAIN, EVALUATE, EXPORT, QUANTIZE, EXPORT_INT8, RUNTIMES_STAGE, PER_LAYER, PER_OP, PROFILE)

@@ -125,4 +125,4 @@ def test_stage_keys_follow_the_versions_of_the_packages_they_use(tiny_recipe, tm
 def test_every_stage_declares_the_packages_it_uses():
     assert all(stage.packages for stage in stage_module.STAGES)
     assert [stage.name for stage in stage_module.STAGES] == [
-        "train", "evaluate", "export", "quantize", "export_int8", "runtimes", "per_layer", "profile"]
+        "train", "evaluate", "export", "quantize", "export_int8", "runtimes", "per_layer", "per_op", "profile"]
