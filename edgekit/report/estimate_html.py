@@ -33,8 +33,9 @@ def estimate_block(profile: dict) -> str:
              _number(row["macs"]), "-" if row.get("mac_util_pct") is None else f"{row['mac_util_pct']:.1f}"]
             for row in estimate.get("per_layer") or []]
     if rows:
-        parts += ["<p>Per layer (estimated; layers named by the model, other ops by their op):</p>",
-                  _table(["layer", "op", "runs on", "cycles", "% of cycles", "MACs", "MAC utilisation %"], rows)]
+        table = _table(["layer", "op", "runs on", "cycles", "% of cycles", "MACs", "MAC utilisation %"], rows)
+        parts.append(f"<details><summary>Per layer ({len(rows)} ops; estimated; layers named by the model, other ops "
+                     f"by their op)</summary>{table}</details>")
     for what, path in (estimate.get("files") or {}).items():
         parts.append(f'<p class="note">{escape(what)} file: <code>{escape(path)}</code></p>')
     return "".join(parts)
