@@ -22,7 +22,7 @@ from torch import nn
 
 from edgekit.errors import UserInputError
 
-__all__ = ["ModelCost", "profile_model", "format_table"]
+__all__ = ["ModelCost", "profile_model", "format_table", "format_grid_table"]
 
 POOL_TYPES = (nn.AdaptiveAvgPool2d, nn.AvgPool2d)
 
@@ -285,4 +285,20 @@ def format_table(cost: ModelCost) -> str:
     ]
     if cost.blocks:
         lines += ["", "Depthwise-separable blocks vs a standard conv", *_block_lines(cost)]
+    return "\n".join(lines) + "\n"
+
+
+def format_grid_table(arch: str, alphas: list[float], resolutions: list[int], num_classes: int = 1000) -> str:
+    """Markdown table of a family with a width multiplier ``alpha``: million mult-adds per width (rows) and
+    resolution (columns), and the exact parameter count (which the resolution does not change)."""
+    from edgekit.models import create_model
+
+    header = ["α", *(f"{resolution} px" for resolution in resolutions), "params"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for alpha in alphas:
+        with torch.device("meta"):
+            model = create_model(arch, alpha=alpha, num_classes=num_classes)
+        costs = [profile_model(model, resolution) for resolution in resolutions]
+        cells = [f"{alpha:g}", *(f"{cost.macs / 1e6:.1f} M" for cost in costs), f"{costs[0].params:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -35,8 +35,8 @@ def test_list_models_has_builtin():
 
 
 def test_unknown_model_suggests_close_name():
-    with pytest.raises(UserInputError, match="unknown model 'mobilenet_v2'") as err:
-        create_model("mobilenet_v2")
+    with pytest.raises(UserInputError, match="unknown model 'mobilenet_v11'") as err:
+        create_model("mobilenet_v11")
     assert err.value.hint == "did you mean 'mobilenet_v1'?"
 
 
