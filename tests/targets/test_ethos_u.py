@@ -5,6 +5,7 @@ session's trained MobileNet (tests/conftest.py `trained_tiny`, exported by `mode
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -187,3 +188,22 @@ def test_report_html_and_summary_show_the_estimate_as_estimated(models, layers, 
     text = " ".join(lines)
     assert "ethos-u65-256 estimate (not a latency)" in text and "every op on the NPU" in text and "vela 5.2.0" in text
     assert f"total cycles {entry['value'] / 1e3:.3g} k" in text or f"total cycles {entry['value'] / 1e6:.3g} M" in text
+
+
+def test_the_profile_stage_names_layers_and_keeps_the_compiled_file_in_the_build(models, tiny_recipe, tmp_path):
+    from edgekit.runner import BuildContext
+    from edgekit.stages import profile_stage
+
+    recipe = tiny_recipe(export={"formats": ["tflite"]},
+                         profile={"devices": [str(REPO / "devices/ethos-u85-256.yaml")], "threads": [1]})
+    for source, relative in ((models.float_tflite, "float/model.tflite"), (models.int8_tflite, "int8/ptq.tflite")):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, tmp_path / relative)
+    context = BuildContext(recipe, tmp_path, {"float_tflite": "float/model.tflite", "ptq_tflite": "int8/ptq.tflite"})
+    entries = profile_stage(context).report["profiles"]
+    (entry,) = [one for one in entries if one["artifact"] == "int8/ptq.tflite"]
+    assert entry["float_artifact"] == "float/model.tflite" and entry["obtained"] == "estimated"
+    assert entry["estimate"]["files"] == {"compiled": "profile/ethos-u85-256/ptq.compiled.tflite"}
+    assert (tmp_path / entry["estimate"]["files"]["compiled"]).is_file()
+    named = [row["layer"] for row in entry["estimate"]["per_layer"] if row["layer"]]
+    assert named[0] == "features.stem.conv" and named[-1] == "classifier" and len(named) == 28
