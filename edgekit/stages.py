@@ -52,7 +52,7 @@ def train_stage(context: BuildContext) -> StageOutput:
     import torch
 
     from edgekit.artifacts import save_torch
-    from edgekit.train import configure_torch, load_weights, pick_device, train
+    from edgekit.train import configure_torch, pick_device, train
 
     recipe = context.recipe
     configure_torch(recipe.train.threads)
@@ -60,7 +60,7 @@ def train_stage(context: BuildContext) -> StageOutput:
     torch.manual_seed(recipe.seed)
     model = model_from_recipe(recipe)
     if recipe.model.weights:
-        load_weights(model, recipe.model.weights)
+        _load_recipe_weights(model, recipe)
     dataset, transform = _datasets_and_transform(recipe, train=True)
     checkpoint = context.path("train/checkpoint.pt")
     result = train(model.to(device), dataset, transform, recipe.train, seed=recipe.seed,
@@ -72,6 +72,21 @@ def train_stage(context: BuildContext) -> StageOutput:
         "resumed_from_step": result.resumed_from_step, "seconds": round(result.seconds, 1),
         "device": str(device), "threads": torch.get_num_threads(), "history": result.history,
     }})
+
+
+def _load_recipe_weights(model, recipe: Recipe) -> None:
+    """``model.weights`` into the model, with a warning when the recipe normalises differently from the file."""
+    import sys
+
+    from edgekit.data.normalize import normalization_warning
+    from edgekit.train import load_weights
+
+    section = recipe.model
+    imported = load_weights(model, section.weights, section.weights_format, arch=section.arch,
+                            options={"activation": section.activation, **section.options})
+    warning = normalization_warning(recipe.data.mean, recipe.data.std, imported.preprocessing)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 TRAIN = Stage("train", ("seed", "model", "data", "train"), (), train_stage, weights_key,

@@ -37,6 +37,9 @@ else
 fi
 
 if [[ -n "$extras" ]]; then
+  # timm, to test the timm weights import against timm's own MobileNet v1: without its dependencies, because
+  # the only torchvision for torch 2.13 is a CUDA build (tests/models/test_import_timm.py says how it runs)
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -c requirements.lock timm
   bash scripts/setup-ssh.sh        # the ssh target's tests start their own sshd on 127.0.0.1
   bash scripts/setup-browser.sh    # report.html is rendered in headless Chromium by a test
   bash scripts/setup-qnn.sh        # Qualcomm HTP simulator for the qnn-htp target's tests

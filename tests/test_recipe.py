@@ -330,8 +330,13 @@ def test_missing_path_from_set_names_the_override(tmp_path):
 
 
 def test_existing_paths_load(tmp_path):
+    import torch
+
+    from edgekit.stages import model_from_recipe
+
     weights, baseline = tmp_path / "w.pt", tmp_path / "b.json"
-    weights.write_bytes(b"")
+    # the weights file is loaded into the recipe's (default) model when the recipe loads: it must fit
+    torch.save(model_from_recipe(Recipe()).state_dict(), weights)
     baseline.write_text("{}")
     recipe = load_recipe(write(tmp_path, f"model:\n  weights: {weights}\ndata:\n  root: {tmp_path}\n"
                                          f"gate:\n  baseline: {baseline}\nprofile:\n  devices: [devices/host.yaml]\n"))

@@ -86,7 +86,7 @@ def test_weights_load_into_a_fitting_model(tiny_recipe, tmp_path):
 
 
 @pytest.mark.parametrize("change, pattern", [
-    ({"num_classes": 5}, r"shape mismatches: classifier\.weight \(10, 256\) vs \(5, 256\)"),
+    ({"alpha": 0.5}, r"shape mismatches: features\.stem\.conv\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"),
     ({"conv": "standard"}, r"missing keys: .*unexpected keys: "),
 ])
 def test_weights_that_do_not_fit_name_the_problem(tiny_recipe, tmp_path, change, pattern):

@@ -43,7 +43,7 @@ def qat_train_config(train_config: TrainSection, config: QuantizeSection) -> Tra
     """QAT fine-tunes with its own schedule: a short cosine decay from ``quantize.lr``, no warm-up."""
     return train_config.model_copy(update={
         "epochs": config.epochs, "lr": config.lr, "schedule": "cosine", "warmup_fraction": 0.0,
-        "channels_last": False,
+        "channels_last": False, "freeze": "none", "head_lr_multiplier": 1.0,
     })
 
 

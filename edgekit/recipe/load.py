@@ -35,6 +35,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         data["name"] = path.stem
     recipe = validate(data, source=str(path), lines=lines)
     check_paths(recipe, source=str(path), lines=lines)
+    check_weights_file(recipe, source=str(path), lines=lines)
     return recipe
 
 
@@ -70,6 +71,23 @@ def check_paths(recipe: Recipe, *, source: str, lines: dict[str, int | str]) -> 
             where = _where(source, lines, key_path.split("."))
             raise RecipeError(f"{where}: {key_path}: {what} not found: {excerpt(value)} "
                               f"(a relative path starts at the working directory, {Path.cwd()})")
+
+
+def check_weights_file(recipe: Recipe, *, source: str, lines: dict[str, int | str]) -> None:
+    """``model.weights`` is a file of a format edgekit reads and fits the recipe's model (loaded into it once
+    here, so that a wrong file fails before the build starts; the train stage loads it again)."""
+    from edgekit.errors import WeightsError
+    from edgekit.stages import model_from_recipe
+    from edgekit.train.weights import load_weights
+
+    section = recipe.model
+    if section.weights is None:
+        return
+    try:
+        load_weights(model_from_recipe(recipe), section.weights, section.weights_format, arch=section.arch,
+                     options={"activation": section.activation, **section.options}, say=lambda line: None)
+    except WeightsError as exc:
+        raise RecipeError(f"{_where(source, lines, ['model', 'weights'])}: {exc}") from None
 
 
 def _named_paths(recipe: Recipe) -> list[tuple[str, str, str, Callable[[Path], bool]]]:

@@ -68,7 +68,8 @@ class ModelSection(Section):
     num_classes: StrictInt = Field(1000, ge=1, le=MAX_CLASSES, description="Number of output classes.")
     activation: Literal["relu", "relu6"] = Field("relu", description="Activation after every BN.")
     dropout: FiniteFloat = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
-    weights: Optional[str] = Field(None, description="Path to a state dict to load (`weights_only=True`) before training; with `train.epochs: 0` it replaces training.")
+    weights: Optional[str] = Field(None, description="Weights to start from: an edgekit state dict, a timm MobileNet v1 checkpoint (`.safetensors`/`.pth`), Keras MobileNet weights (`.h5`/`.weights.h5`), read without running code from the file (docs/fine-tune.md). A classifier of another class count is replaced by a new one. With `train.epochs: 0` it replaces training.")
+    weights_format: Literal["auto", "edgekit", "timm", "keras"] = Field("auto", description="Layout of `model.weights`; `auto` guesses it from the file.")
 
     @field_validator("arch")
     @classmethod
@@ -158,6 +159,7 @@ class DataSection(Section):
     mean: list[Annotated[FiniteFloat, Field(ge=0, le=1)]] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation mean (after scaling to [0, 1]).")
     std: list[Annotated[FiniteFloat, Field(gt=0, le=1)]] = Field([0.5, 0.5, 0.5], min_length=3, max_length=3, description="Per-channel normalisation std.")
     augment: bool = Field(True, description="Light training augmentation: random shift by up to 1/8 of the image and horizontal flip.")
+    normalize: Literal["recipe", "from_weights"] = Field("recipe", description="`recipe`: `data.mean`/`data.std` as given; `from_weights`: the mean/std `model.weights` was trained with (Keras and timm MobileNet v1: [-1, 1]) replace them.")
 
 
 class TrainSection(Section):
@@ -176,6 +178,9 @@ class TrainSection(Section):
     channels_last: bool = Field(True, description="Train in channels-last memory format (about 1.5x faster for MobileNets on x86 CPUs).")
     checkpoint_every_steps: StrictInt = Field(200, ge=1, le=MAX_COUNT, description="Also checkpoint within an epoch every this many steps (resume granularity).")
     max_loss: FiniteFloat = Field(100.0, gt=0, le=1e6, description="Stop the build when the loss becomes NaN/inf or exceeds this.")
+    freeze: Literal["none", "backbone", "backbone_then_all"] = Field("none", description="Fine-tuning: `backbone` trains only the classifier (the backbone's batch norms keep their statistics); `backbone_then_all` unfreezes everything after `train.unfreeze_after` of the steps.")
+    unfreeze_after: FiniteFloat = Field(0.5, ge=0, le=1, description="With `freeze: backbone_then_all`, the fraction of the training steps after which the backbone trains too.")
+    head_lr_multiplier: FiniteFloat = Field(1.0, gt=0, le=1000, description="The classifier's learning rate is `train.lr` times this (a new head can learn faster than a pretrained backbone).")
 
 
 class QuantizeSection(Section):
@@ -241,6 +246,21 @@ class Recipe(Section):
             raise ValueError("must be a plain name: letters, digits, '_', '.', '+', '-', at most 100, not starting "
                              "with '.' or '-', no '/' or '..' (it names the folder builds/<name>)")
         return name
+
+    @model_validator(mode="after")
+    def _normalize_from_weights(self) -> "Recipe":
+        """``data.normalize: from_weights`` replaces data.mean/std with the weights file's (a missing file is
+        left to the path check that follows validation)."""
+        if self.data.normalize != "from_weights":
+            return self
+        from edgekit.data.normalize import weights_normalization
+
+        if self.model.weights is None:
+            raise _error("needs_weights", ("data", "normalize"), "from_weights needs model.weights", "from_weights")
+        preprocessing = weights_normalization(self.model.weights, self.model.weights_format)
+        if preprocessing is not None:
+            self.data.mean, self.data.std = list(preprocessing.mean), list(preprocessing.std)
+        return self
 
     @model_validator(mode="after")
     def _int8_check_covers_every_format(self) -> "Recipe":

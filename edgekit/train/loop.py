@@ -71,13 +71,51 @@ def make_optimizer(model: nn.Module, config: TrainSection,
     """Weight decay on conv and linear weights only: not on biases, BN, or the ``exempt`` parameters
     (a QAT backend's learnable quantizer ranges, which decay would pull towards zero)."""
     exempt_ids = {id(param) for param in exempt}
-    decay, no_decay = [], []
-    for param in model.parameters():
-        (decay if param.ndim > 1 and id(param) not in exempt_ids else no_decay).append(param)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    head_ids = {id(param) for param in head_parameters(model)} if config.head_lr_multiplier != 1 else set()
+    groups = []
+    for in_head, lr_scale in ((False, 1.0), (True, config.head_lr_multiplier)):
+        decay, no_decay = [], []
+        for param in model.parameters():
+            if (id(param) in head_ids) == in_head:
+                (decay if param.ndim > 1 and id(param) not in exempt_ids else no_decay).append(param)
+        if in_head and not decay + no_decay:
+            continue
+        groups += [{"params": decay, "weight_decay": config.weight_decay, "lr_scale": lr_scale},
+                   {"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale}]
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999))
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The classifier's parameters (every edgekit family names its last layer ``classifier``)."""
+    classifier = getattr(model, "classifier", None)
+    return list(classifier.parameters()) if isinstance(classifier, nn.Module) else []
+
+
+def backbone_frozen(config: TrainSection, step: int, total_steps: int) -> bool:
+    """Whether step ``step`` trains the classifier only (a pure function of the step: resume stays exact)."""
+    if config.freeze == "backbone":
+        return True
+    return config.freeze == "backbone_then_all" and step < int(config.unfreeze_after * total_steps)
+
+
+def set_backbone_frozen(model: nn.Module, frozen: bool) -> None:
+    """Freeze (or thaw) every parameter outside the classifier; frozen batch norms keep their statistics."""
+    head_ids = {id(param) for param in head_parameters(model)}
+    if frozen and not head_ids:
+        raise RecipeError("train.freeze: this model has no `classifier` module to train alone")
+    for param in model.parameters():
+        if id(param) not in head_ids:
+            param.requires_grad_(not frozen)
+    classifier = getattr(model, "classifier", None)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not _inside(module, classifier):
+            module.train(model.training and not frozen)
+
+
+def _inside(module: nn.Module, parent: nn.Module | None) -> bool:
+    return parent is not None and any(module is child for child in parent.modules())
 
 
 def train(
@@ -107,6 +145,7 @@ def train(
     start_step = _resume(checkpoint_path, checkpoint_key, model, optimizer, history)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     model.train()
+    frozen = None
     started = time.perf_counter()
     window = _Window()
     images_seen = 0
@@ -114,12 +153,15 @@ def train(
         for step in range(start_step, total_steps):
             if before_step is not None:
                 before_step(step)
+            if config.freeze != "none" and backbone_frozen(config, step, total_steps) != frozen:
+                frozen = backbone_frozen(config, step, total_steps)
+                set_backbone_frozen(model, frozen)
             epoch, index_in_epoch = divmod(step, per_epoch)
             images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, config.batch_size, step)
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step, total_steps)
+                group["lr"] = learning_rate(config, step, total_steps) * group.get("lr_scale", 1.0)
             torch.manual_seed(_mix(seed, step, 2))  # dropout
             logits = model(images)
             loss = loss_fn(logits, labels)
@@ -142,6 +184,8 @@ def train(
                 _save(checkpoint_path, checkpoint_key, done, model, optimizer, history)
             if on_step is not None:
                 on_step(done)
+    if frozen:
+        set_backbone_frozen(model, False)  # hand back a model whose parameters all train, as it came
     return TrainResult(total_steps, time.perf_counter() - started, start_step, history)
 
 
