@@ -193,6 +193,9 @@ class QuantizeSection(Section):
     lr: FiniteFloat = Field(1e-4, gt=0, le=1e6, description="QAT learning rate.")
     freeze_bn_after: FiniteFloat = Field(0.5, ge=0, le=1, description="Freeze BN statistics after this fraction of the QAT steps.")
     freeze_observers_after: FiniteFloat = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
+    keep_float: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field([], max_length=1000, description="Conv/FC layers left in float in every int8 file, by module name or glob (`features.block7.pw.conv`, `features.block1*`, `classifier`; `edgekit analyze` ranks them). The int8 kernel check then expects exactly these as float kernels. A name or glob that matches no layer is an error. `pt2e` backend only.")
+    max_drop: Optional[FiniteFloat] = Field(None, ge=0, le=100, description="Also keep in float, one at a time, the layers the sensitivity ranking puts worst, until PTQ's top-1 drop vs float is at most this many points (torch, simulated, on `quantize.sensitivity_samples` test images); the steps are in the report. `pt2e` backend only.")
+    sensitivity_samples: StrictInt = Field(1000, ge=10, le=MAX_COUNT, description="Test images (the first of the evaluation subset) that the sensitivity ranking and the `max_drop` search evaluate on.")
 
 
 # read from the format table, so a new format row is a valid value with no edit here
@@ -260,6 +263,30 @@ class Recipe(Section):
         preprocessing = weights_normalization(self.model.weights, self.model.weights_format)
         if preprocessing is not None:
             self.data.mean, self.data.std = list(preprocessing.mean), list(preprocessing.std)
+        return self
+
+    @model_validator(mode="after")
+    def _kept_layers_exist(self) -> "Recipe":
+        """Every ``quantize.keep_float`` name or glob names a conv/FC of the model; only PT2E keeps layers float."""
+        config = self.quantize
+        if not config.keep_float and config.max_drop is None:
+            return self
+        if config.backend == "nncf":
+            key = "keep_float" if config.keep_float else "max_drop"
+            raise _error("keep_float_backend", ("quantize", key), "the nncf backend cannot keep layers in float "
+                         "(not implemented); use quantize.backend: pt2e or auto", getattr(config, key))
+        from edgekit.errors import UserInputError
+        from edgekit.models import create_model
+        from edgekit.quantize.keep_float import resolve_keep_float
+
+        section = self.model
+        model = create_model(section.arch, num_classes=section.num_classes, activation=section.activation,
+                             dropout=section.dropout, **section.options)
+        try:
+            resolve_keep_float(model, config.keep_float)
+        except UserInputError as exc:
+            raise _error("keep_float_unknown", ("quantize", "keep_float"),
+                         str(exc).removeprefix("quantize.keep_float: "), config.keep_float) from None
         return self
 
     @model_validator(mode="after")
