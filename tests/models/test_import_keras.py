@@ -150,3 +150,21 @@ def test_unknown_layers_and_wrong_files_fail_in_one_line(keras_files, tmp_path):
     flatbuffer.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
     with pytest.raises(WeightsError, match=r"mobilenet_v1\.tflite: a \.tflite file: edgekit does not read weights"):
         read_weights(flatbuffer)
+
+
+def test_normalize_from_weights_takes_kerass_preprocessing_and_a_differing_recipe_is_warned(keras_files, capsys):
+    from edgekit.recipe import validate
+    from edgekit.stages import _load_recipe_weights, model_from_recipe
+
+    model = {"alpha": 0.25, "num_classes": 10, "resolution": 64, **KERAS_OPTIONS, "weights": str(keras_files["h5"])}
+    imagenet = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    taken = validate({"model": model, "data": {**imagenet, "normalize": "from_weights"}}, source="<test>")
+    assert (taken.data.mean, taken.data.std) == ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    differing = validate({"model": model, "data": imagenet}, source="<test>")
+    _load_recipe_weights(model_from_recipe(differing), differing)
+    assert capsys.readouterr().err.splitlines() == [
+        "edgekit: warning: data.mean [0.485, 0.456, 0.406] / data.std [0.229, 0.224, 0.225] differ from the "
+        "preprocessing of model.weights (Keras MobileNet: [-1, 1]: mean [0.5, 0.5, 0.5], std [0.5, 0.5, 0.5]); "
+        "set data.normalize: from_weights to use it"]
+    _load_recipe_weights(model_from_recipe(taken), taken)
+    assert capsys.readouterr().err == ""
