@@ -26,11 +26,39 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, opset: i
         except Exception as exc:
             raise ExportError(f"{path.name}: ONNX export failed: {first_line(exc)}", hint=VERBOSE_HINT) from exc
     try:
+        _keep_float_layers_float(raw)
         _compact_onnx(raw, path)
     finally:
         raw.unlink(missing_ok=True)
     onnx.checker.check_model(str(path))
     return path
+
+
+def _keep_float_layers_float(path: Path) -> None:
+    """A Conv/Gemm with float weights fed by a DequantizeLinear (a layer ``quantize.keep_float`` left in float)
+    reads its input through an unbounded Clip, an identity.
+
+    onnxruntime's WeightBiasQuantization (basic level, every session) quantizes the float weights of any
+    Conv/Gemm whose input comes straight from a DequantizeLinear, and the layer would run as an int8 kernel."""
+    import onnx
+    from onnx import helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    float_weights = {tensor.name for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.FLOAT}
+    producers = {output: node for node in graph.node for output in node.output}
+    changed = False
+    for node in list(graph.node):
+        source = producers.get(node.input[0]) if node.op_type in ("Conv", "Gemm") else None
+        if source is None or source.op_type != "DequantizeLinear" or node.input[1] not in float_weights:
+            continue
+        identity = helper.make_node("Clip", [node.input[0]], [f"{node.name}_float_input"],
+                                    name=f"{node.name}_keep_float")
+        graph.node.insert(list(graph.node).index(node), identity)
+        node.input[0] = identity.output[0]
+        changed = True
+    if changed:
+        onnx.save(model, str(path))
 
 
 def _compact_onnx(source: Path, path: Path) -> None:

@@ -72,6 +72,35 @@ def to_float_io(model, file_name: str) -> None:
         _retarget_signatures(model, subgraph_index, renamed)
 
 
+def to_int8_io(model) -> None:
+    """Edit ``model`` in place: a float32 input that only feeds a QUANTIZE and a float32 output that a DEQUANTIZE
+    writes give way to the int8 tensors beside them, which take their names (the inverse of ``to_float_io``)."""
+    names = _operator_names(model)
+    for subgraph_index, subgraph in enumerate(model.subgraphs):
+        operators, renamed, dropped = list(subgraph.operators or []), {}, []
+        for position, tensor_index in enumerate(subgraph.inputs):
+            users = [op for op in operators if tensor_index in op.inputs]
+            if len(users) == 1 and names[users[0].opcodeIndex] == "QUANTIZE":
+                subgraph.inputs[position] = renamed[tensor_index] = users[0].outputs[0]
+                dropped.append(users[0])
+        for position, tensor_index in enumerate(subgraph.outputs):
+            writers = [op for op in operators if tensor_index in op.outputs]
+            if len(writers) == 1 and names[writers[0].opcodeIndex] == "DEQUANTIZE":
+                subgraph.outputs[position] = renamed[tensor_index] = writers[0].inputs[0]
+                dropped.append(writers[0])
+        for float_index, int8_index in renamed.items():
+            float_tensor, int8_tensor = subgraph.tensors[float_index], subgraph.tensors[int8_index]
+            float_tensor.name, int8_tensor.name = _as_bytes(float_tensor.name) + b"_float", float_tensor.name
+        subgraph.operators = [op for op in operators if not any(op is gone for gone in dropped)]
+        _retarget_signatures(model, subgraph_index, renamed)
+
+
+def _operator_names(model) -> list[str]:
+    """The builtin op name of each operator code, by index."""
+    codes = {code: name for name, code in vars(schema().BuiltinOperator).items() if not name.startswith("_")}
+    return [codes.get(max(opcode.builtinCode, opcode.deprecatedBuiltinCode), "CUSTOM") for opcode in model.operatorCodes]
+
+
 def _float_twin(model, subgraph, tensor_index: int, file_name: str) -> int:
     """Append a float32 tensor shaped like ``tensor_index``, give it that tensor's name; return its index."""
     generated = schema()

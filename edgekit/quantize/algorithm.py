@@ -49,8 +49,9 @@ def qat_train_config(train_config: TrainSection, config: QuantizeSection) -> Tra
 
 def qat(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, batches, *,
         dataset: ImageSet, transform: BatchTransform, train_config: TrainSection, config: QuantizeSection,
-        seed: int, checkpoint_path: Path, checkpoint_key: str, on_step=None) -> Quantized:
-    scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=True)
+        seed: int, checkpoint_path: Path, checkpoint_key: str, on_step=None,
+        keep_float: tuple[str, ...] = ()) -> Quantized:
+    scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=True, keep_float=tuple(keep_float))
     prepared = backend.prepare(model, example, scheme, batches)
     fine_tune = qat_train_config(train_config, config)
     total_steps = int(round(fine_tune.epochs * max(1, len(dataset) // fine_tune.batch_size)))

@@ -42,6 +42,7 @@ class PT2EBackend(QuantizationBackend):
     def __init__(self):
         _patch_litert_conv_bn_annotator()
         self.quantizer = None
+        self.kept_layers: tuple[str, ...] = ()
 
     def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
                 calibration: list[torch.Tensor]) -> nn.Module:
@@ -52,7 +53,8 @@ class PT2EBackend(QuantizationBackend):
         from edgekit.quantize.keep_float import folded_modules, resolve_keep_float
 
         config = get_symmetric_quantization_config(is_per_channel=scheme.per_channel_weights, is_qat=scheme.qat)
-        kept = folded_modules(model, example, resolve_keep_float(model, scheme.keep_float))
+        self.kept_layers = resolve_keep_float(model, scheme.keep_float)
+        kept = folded_modules(model, example, self.kept_layers)
         self.quantizer = _keep_float_quantizer(PT2EQuantizer, kept)().set_global(config)
         # A dynamic batch dimension: QAT at batch > 1 otherwise fails a guard on x.size()[0] == 1.
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
@@ -95,7 +97,8 @@ class PT2EBackend(QuantizationBackend):
         if fmt == "tflite":
             from litert_torch.quantize.quant_config import QuantConfig
 
-            return {"quant_config": QuantConfig(pt2e_quantizer=self.quantizer)}
+            # strict QDQ: the converter would otherwise re-quantize a kept float layer between DQ and Q
+            return {"quant_config": QuantConfig(pt2e_quantizer=self.quantizer), "strict_qdq": bool(self.kept_layers)}
         return {"dynamo": True}  # the legacy exporter fails on quantize_per_channel
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -39,8 +39,13 @@ class Int8KernelError(EdgekitError):
     """An artifact meant to be int8 runs some of its convolutions or matmuls in float."""
 
 
-def check_int8(path: str | Path, runtime_name: str | None = None) -> dict:
-    """{"artifact", "runtime", "int8", "float", "float_ops", "ok"} for one .onnx or .tflite file."""
+def check_int8(path: str | Path, runtime_name: str | None = None, *, expected_float: Sequence[str] = (),
+               layers: Sequence[str] | None = None) -> dict:
+    """{"artifact", "runtime", "int8", "float", "float_ops", "ok"} for one .onnx or .tflite file.
+
+    ``expected_float``: the layers ``quantize.keep_float`` left in float; with ``layers`` (the model's conv/FC
+    names in forward order) the float kernels are named (``float_layers``) and must be exactly those layers,
+    else only their number must match. Without it, any float kernel fails the check."""
     path = Path(path)
     runtime_name = runtime_name or runtime_for(path).name
     counters = {"onnxruntime": _count_onnx, "litert": _count_tflite}
@@ -49,8 +54,50 @@ def check_int8(path: str | Path, runtime_name: str | None = None) -> dict:
     if not path.is_file():
         raise UserInputError(f"{path}: model file not found")
     int8_ops, float_ops = counters[runtime_name](path)
-    return {"artifact": str(path), "runtime": runtime_name, "int8": len(int8_ops), "float": len(float_ops),
-            "float_ops": float_ops, "ok": not float_ops and bool(int8_ops)}
+    result = {"artifact": str(path), "runtime": runtime_name, "int8": len(int8_ops), "float": len(float_ops),
+              "float_ops": float_ops, "ok": not float_ops and bool(int8_ops)}
+    if expected_float:
+        named = float_layer_names(path, runtime_name, layers) if layers else None
+        result["expected_float"] = list(expected_float)
+        if named is not None:
+            result["float_layers"] = named
+        result["ok"] = (bool(int8_ops) and len(float_ops) == len(expected_float)
+                        and (named is None or sorted(named) == sorted(expected_float)))
+    return result
+
+
+def float_layer_names(path: Path, runtime_name: str, layers: Sequence[str]) -> list[str] | None:
+    """The ``layers`` whose kernel runs in float, pairing the runtime's conv/FC kernels with them in order;
+    None when the runtime has no such listing or the counts differ."""
+    readers = {"onnxruntime": _onnx_layer_kernels, "litert": _tflite_layer_kernels}
+    if runtime_name not in readers:
+        return None
+    kernels = readers[runtime_name](path)
+    if len(kernels) != len(layers):
+        return None
+    return [layer for layer, int8 in zip(layers, kernels) if not int8]
+
+
+def _onnx_layer_kernels(path: Path) -> list[bool]:
+    """Per conv/FC kernel of the optimised graph, in order: does it run in int8?"""
+    import onnx
+
+    from edgekit.runtimes.onnxruntime_rt import open_session, session_options
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-int8-check-") as folder:
+        optimised_path = Path(folder) / "optimised.onnx"
+        open_session(path, session_options(1, optimized_model_path=optimised_path))
+        graph = onnx.load(str(optimised_path), load_external_data=False).graph
+    return [node.op_type in ONNX_INT8_KERNELS for node in graph.node
+            if any(word in node.op_type for word in ONNX_COMPUTE_WORDS)]
+
+
+def _tflite_layer_kernels(path: Path) -> list[bool]:
+    """Per conv/FC op of the .tflite, in order: does it run in int8?"""
+    int8_ops, float_ops = _count_tflite(path)
+    positions = sorted((int(label.split("#")[1].split("(")[0]), label in int8_ops) for label in int8_ops + float_ops
+                       if not label.startswith("ADD#"))
+    return [int8 for _, int8 in positions]
 
 
 def require_int8(results: Iterable[dict]) -> None:
@@ -65,6 +112,10 @@ def _failure(result: dict) -> str:
     total = result["int8"] + result["float"]
     if total == 0:
         return f"{result['artifact']}: no conv/matmul kernels found ({result['runtime']})"
+    if result.get("expected_float"):
+        found = ", ".join(result.get("float_layers") or result["float_ops"]) or "none"
+        return (f"{result['artifact']}: float kernels {found}, but quantize.keep_float keeps "
+                f"{', '.join(result['expected_float'])} ({result['runtime']})")
     return f"{result['artifact']}: {result['float']} of {total} convs/matmuls run in float ({result['runtime']})"
 
 
