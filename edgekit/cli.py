@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = commands.add_parser("schema", help="print the recipe schema: every key, its type, default and meaning")
     schema.set_defaults(handler=_schema)
 
+    from edgekit.analyze import add_parser as add_analyze_parser
     from edgekit.gate.cli import add_parser as add_gate_parser
     from edgekit.profile.cli import add_parser as add_profile_parser
     from edgekit.profile.devices_cli import add_parser as add_devices_parser
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     add_devices_parser(commands)
     add_gate_parser(commands)
     add_sweep_parser(commands)
+    add_analyze_parser(commands)
     return parser
 
 

@@ -160,7 +160,7 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     import numpy as np
     import torch
 
-    from edgekit.artifacts import save_torch, write_atomically
+    from edgekit.artifacts import save_torch, write_atomically, write_json
     from edgekit.quantize import get_backend, resolve_backend
     from edgekit.quantize.algorithm import ptq, qat
     from edgekit.train import configure_torch
@@ -177,12 +177,13 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     example = _example_batch(recipe)
     calibration = _calibration(recipe, config.calibration_batches)
     per_channel = config.weights == "per_channel"
-    results = {"ptq": ptq(backend, float_model, example, calibration, per_channel)}
+    kept, selection = _float_layers(recipe, backend, float_model, example, calibration)
+    results = {"ptq": ptq(backend, float_model, example, calibration, per_channel, kept)}
     if config.method == "qat":
         results["qat"] = qat(backend, _float_model(context), example, calibration, dataset=train_set,
                              transform=train_transform, train_config=recipe.train, config=config,
                              seed=recipe.seed, checkpoint_path=context.path("quantize/qat_checkpoint.pt"),
-                             checkpoint_key=context.stage_key, on_step=context.on_step)
+                             checkpoint_key=context.stage_key, on_step=context.on_step, keep_float=kept)
 
     artifacts = {}
     for method, result in results.items():
@@ -194,9 +195,11 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     reference = _reference_logits(recipe, float_model, results)
     write_atomically(context.path("quantize/reference.npz"), lambda tmp: np.savez(open(tmp, "wb"), **reference))
     artifacts["reference"] = "quantize/reference.npz"
+    write_json(context.path(KEPT_FLOAT), list(kept))
+    artifacts["keep_float"] = KEPT_FLOAT
     report = {"quantization": {
         "method": config.method, "backend": backend_name, "weights": config.weights, "activations": config.activations,
-        "calibration_images": sum(len(batch) for batch in calibration)}}
+        "calibration_images": sum(len(batch) for batch in calibration), "keep_float": list(kept), **selection}}
     if "qat" in results:
         training = results["qat"].training
         report["qat"] = {"backend": backend_name, "epochs": config.epochs, "lr": config.lr, "steps": training.steps,
@@ -236,7 +239,8 @@ def export_int8_stage(context: BuildContext) -> StageOutput:
     artifacts, entries = {}, []
     for method in methods:
         state = torch.load(context.artifact(f"{method}_state"), map_location="cpu", weights_only=True)
-        scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=method == "qat")
+        scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=method == "qat",
+                             keep_float=kept_float_layers(context))
         restored = backend.restore(_float_model(context), example, scheme, state, shapes_only)
         converted = backend.convert(restored)
         _check_restored(converted, images, reference[method], context.artifacts[f"{method}_state"])
@@ -269,6 +273,43 @@ def _reference_images(recipe: Recipe, count: int):
 
     test_set, transform = _datasets_and_transform(recipe, train=False)
     return transform(test_set.load(torch.arange(min(count, len(test_set)))))
+
+
+KEPT_FLOAT = "quantize/keep_float.json"
+
+
+def _float_layers(recipe: Recipe, backend, float_model, example, calibration) -> tuple[tuple[str, ...], dict]:
+    """The layers every int8 model keeps in float: ``quantize.keep_float``, then those the ``max_drop`` search
+    adds; and the search's report (``sensitivity``, ``max_drop``), empty without ``max_drop``."""
+    from edgekit.quantize.keep_float import resolve_keep_float
+    from edgekit.quantize.sensitivity import select_float_layers
+
+    config = recipe.quantize
+    kept = resolve_keep_float(float_model, config.keep_float)
+    if config.max_drop is None:
+        return kept, {}
+    images, labels = _test_images_and_labels(recipe, config.sensitivity_samples)
+    sensitivity, search = select_float_layers(backend, float_model, example, calibration, images, labels,
+                                              per_channel=config.weights == "per_channel",
+                                              max_drop=config.max_drop, always_float=kept)
+    return tuple(search["float_layers"]), {"sensitivity": sensitivity, "max_drop": search}
+
+
+def _test_images_and_labels(recipe: Recipe, count: int):
+    """The first ``count`` test images (preprocessed) and their labels."""
+    import torch
+
+    test_set, transform = _datasets_and_transform(recipe, train=False)
+    indices = torch.arange(min(count, len(test_set)))
+    return transform(test_set.load(indices)), test_set.labels[indices]
+
+
+def kept_float_layers(context: BuildContext) -> tuple[str, ...]:
+    """The layers the quantize stage kept in float (none for a build made before ``keep_float`` existed)."""
+    import json
+
+    name = context.artifacts.get("keep_float")
+    return tuple(json.loads(context.path(name).read_text())) if name else ()
 
 
 def _check_restored(converted, images, expected, state_file: str) -> None:
@@ -346,8 +387,20 @@ def evaluate_runtimes_stage(context: BuildContext) -> StageOutput:
                 entry["agreement"] = {"reference": f"torch {method} model", **agreement}
             accuracy.append(entry)
             if method != "float":
-                kernels.append({**check_int8(path, runtime), "artifact": context.artifacts[name]})
+                kept = kept_float_layers(context)
+                checked = check_int8(path, runtime, expected_float=kept, layers=_layer_order(recipe) if kept else None)
+                kernels.append({**checked, "artifact": context.artifacts[name]})
     return StageOutput({}, {"accuracy": accuracy, "int8_kernels": kernels})
+
+
+def _layer_order(recipe: Recipe) -> list[str]:
+    """The model's conv/FC names in forward order (the order runtimes list their kernels in)."""
+    import torch
+
+    from edgekit.models.layers import model_layers
+
+    resolution = recipe.model.resolution
+    return [layer.name for layer in model_layers(model_from_recipe(recipe), torch.zeros(1, 3, resolution, resolution))]
 
 
 RUNTIMES_STAGE = Stage("runtimes", ("seed", "model", "data", "train", "evaluate", "export"), (ALL_ARTIFACTS,),

@@ -6,6 +6,7 @@ import textwrap
 from html import escape
 
 from edgekit.report.plots import bar_svg
+from edgekit.report.sensitivity_html import sensitivity_blocks
 
 WORST_COLOR, OTHER_COLOR = "#c0392b", "#2e86c1"
 SHOWN_WORST = 3
@@ -21,13 +22,13 @@ def per_layer_section(report: dict) -> str:
     time_blocks = time_per_layer_blocks(report)
     if not entries:
         return ('<section><h2>Per layer</h2><p class="absent">Per-layer error: not measured in this build.'
-                f"</p>{time_blocks}</section>")
+                f"</p>{sensitivity_blocks(report)}{time_blocks}</section>")
     blocks = [_entry_block(index, entry) for index, entry in enumerate(entries)]
     intro = ("<p>Each conv/FC output (BatchNorm and activation folded, as the runtime's kernel writes it), read "
              "inside the runtime and compared with the float model's on the same test images. SQNR is "
              "cumulative; layers are ranked by the SQNR they lose themselves (their input's SQNR minus theirs), "
              "worst first.</p>")
-    return f"<section><h2>Per layer</h2>{intro}{''.join(blocks)}{time_blocks}</section>"
+    return f"<section><h2>Per layer</h2>{intro}{''.join(blocks)}{sensitivity_blocks(report)}{time_blocks}</section>"
 
 
 def _entry_block(index: int, entry: dict) -> str:

@@ -113,7 +113,8 @@ def kernel_text(check: dict | None) -> str:
     if check is None:
         return "-"
     verdict = "ok" if check["ok"] else "FLOAT KERNELS"
-    return f"{verdict} ({check['int8']} int8, {check['float']} float)"
+    kept = " as kept" if check["ok"] and check.get("expected_float") else ""  # quantize.keep_float's layers
+    return f"{verdict} ({check['int8']} int8, {check['float']} float{kept})"
 
 
 def float_profile_for(report: dict, profile: dict) -> dict | None:
