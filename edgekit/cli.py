@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from edgekit import __version__
-from edgekit.errors import EdgekitError
+from edgekit.errors import EdgekitError, UserInputError
 
 EXIT_INTERRUPTED = 130
 
@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--until", metavar="STAGE", help="stop after STAGE (train, evaluate, export, quantize, "
                        "export_int8, runtimes, profile)")
     build.add_argument("--wide", action="store_true", help="print the full summary table (default: fit 120 columns)")
+    _distributed_args(build)
     build.set_defaults(handler=_build)
 
     inspect = commands.add_parser("inspect", help="print the model's per-layer cost table (paper Tables 1-2)")
@@ -81,16 +82,53 @@ def _recipe_args(command: argparse.ArgumentParser) -> None:
                          help="override a recipe field, e.g. --set model.alpha=0.75 (repeatable)")
 
 
+def _distributed_args(build: argparse.ArgumentParser) -> None:
+    """torchrun's flags: training processes per node and nodes set ``train.distributed``; where the nodes meet
+    is this invocation's business only. See docs/distributed.md."""
+    build.add_argument("--nproc-per-node", type=int, metavar="N",
+                       help="train with N processes on this node under torchrun (train.distributed.nproc_per_node)")
+    build.add_argument("--nnodes", type=int, metavar="M", help="nodes taking part (train.distributed.nnodes)")
+    build.add_argument("--node-rank", type=int, default=0, metavar="R",
+                       help="this node's rank; 0 runs the build, the others only train (default 0)")
+    build.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="node 0's address for the rendezvous "
+                       "(needed with --nnodes above 1; default on one node: 127.0.0.1 and a free port)")
+
+
+def _distributed_overrides(args) -> list[str]:
+    flags = (("nproc_per_node", args.nproc_per_node, "--nproc-per-node"), ("nnodes", args.nnodes, "--nnodes"))
+    overrides = []
+    for key, value, flag in flags:
+        if value is None:
+            continue
+        if value < 1:
+            raise UserInputError(f"{flag} {value}: must be at least 1")
+        overrides.append(f"train.distributed.{key}={value}")
+    if args.node_rank < 0:
+        raise UserInputError(f"--node-rank {args.node_rank}: must be 0 or more")
+    return overrides
+
+
 def _build(args) -> int:
     from edgekit.pipeline import build, default_out_dir
     from edgekit.recipe import load_recipe
     from edgekit.report import format_summary
+    from edgekit.train.distributed import Rendezvous, check_rendezvous, follow
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, [*args.overrides, *_distributed_overrides(args)])
+    rendezvous = Rendezvous(args.node_rank, args.rdzv_endpoint)
+    check_rendezvous(recipe.train, rendezvous)
+    if args.node_rank > 0:
+        jobs = follow(recipe, args.out or default_out_dir(recipe), rendezvous, log=_stderr)
+        print(f"node {args.node_rank}: took part in {jobs} training job(s); node 0 ran the build")
+        return 0
     report, _records = build(recipe, args.out, force=tuple(args.force), until=args.until,
-                             command=f"edgekit build {args.recipe}", argv=args.argv)
+                             command=f"edgekit build {args.recipe}", argv=args.argv, rendezvous=rendezvous)
     print(format_summary(report, args.out or default_out_dir(recipe), wide=args.wide))
     return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def _inspect(args) -> int:

@@ -32,10 +32,12 @@ def default_out_dir(recipe: Recipe) -> Path:
 
 def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...] = (), until: str | None = None,
           on_step: Callable[[int], None] | None = None, log: Callable[[str], None] = print,
-          command: str = "edgekit build", argv: list[str] | None = None) -> tuple[dict, list[StageRecord]]:
+          command: str = "edgekit build", argv: list[str] | None = None,
+          rendezvous=None) -> tuple[dict, list[StageRecord]]:
     """Run the build of ``recipe`` into ``out_dir`` (``--out``; default ``builds/<recipe name>``) under the
     directory's lock, up to and including stage ``until`` (default: all), write report.html beside
-    report.json, then enforce ``export.require_int8_kernels``."""
+    report.json, then enforce ``export.require_int8_kernels``. With ``train.distributed`` the training
+    stages run under torchrun, meeting the other nodes at ``rendezvous`` (``distributed.Rendezvous``)."""
     from edgekit.artifacts import make_output_dir
     from edgekit.lock import build_lock
     from edgekit.quantize import check_backend_formats
@@ -49,7 +51,7 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
         out_dir = make_output_dir(default_out_dir(recipe), "build directory")
     else:
         out_dir = make_output_dir(out_dir, "--out")
-    context = BuildContext(recipe, out_dir, on_step=on_step)
+    context = BuildContext(recipe, out_dir, on_step=on_step, rendezvous=rendezvous)
     base_report = {"model": model_summary(recipe), "environment": environment()}
     planned = [stage.name for stage in selected]
     invocation = {"started": utc_now_iso(), "command": list(argv) if argv else shlex.split(command)}
@@ -60,11 +62,20 @@ def build(recipe: Recipe, out_dir: Path | None = None, *, force: tuple[str, ...]
     with build_lock(out_dir, command=command):
         write_progress([], [])  # a build killed before its first stage ends leaves a report marked incomplete
         _fragments, records = run_stages(selected, context, force=force, on_progress=write_progress, log=log)
+        _release_other_nodes(context)
         report = read_report(out_dir)
         write_html(report, out_dir / "report.html")
     if recipe.export.require_int8_kernels:
         require_int8(report.get("int8_kernels", []))
     return report, records
+
+
+def _release_other_nodes(context: BuildContext) -> None:
+    """A build over several nodes: the other nodes wait for training jobs until node 0 says it is done."""
+    if context.recipe.train.distributed.nnodes > 1:
+        from edgekit.train.distributed import Rendezvous, release_followers
+
+        release_followers(context.recipe, context.out_dir, context.rendezvous or Rendezvous())
 
 
 def write_report(context: BuildContext, fragments: list[dict], records: list[StageRecord], planned: list[str],

@@ -37,6 +37,7 @@ class BuildContext:
     artifacts: dict[str, str] = field(default_factory=dict)
     stage_key: str = ""
     on_step: Callable[[int], None] | None = None  # test hook: called after every training step
+    rendezvous: Any = None  # where this invocation's training processes meet others' (never part of a key)
 
     def path(self, relative: str) -> Path:
         return self.out_dir / relative

@@ -49,14 +49,28 @@ def weights_key(recipe: Recipe) -> dict:
 
 
 def train_stage(context: BuildContext) -> StageOutput:
+    """Float training, in this process or, with ``train.distributed``, on every rank under torchrun."""
+    from edgekit.train import distributed
+
+    if distributed.processes(context.recipe.train) > 1:
+        training = distributed.run_job("train", context)
+    else:
+        training = train_float(context)
+    context.path("train/checkpoint.pt").unlink(missing_ok=True)
+    return StageOutput({"float_model": "train/model.pt"}, {"training": training})
+
+
+def train_float(context: BuildContext) -> dict:
+    """Train the float model in this process (one rank under torchrun); the process of rank 0 writes
+    ``train/model.pt``. Returns the report's ``training`` section."""
     import torch
 
     from edgekit.artifacts import save_torch
-    from edgekit.train import configure_torch, pick_device, train
+    from edgekit.train import configure_torch, distributed, pick_device, train
 
     recipe = context.recipe
     configure_torch(recipe.train.threads)
-    device = pick_device(recipe.train.device)
+    device = distributed.process_device(pick_device(recipe.train.device))
     torch.manual_seed(recipe.seed)
     model = model_from_recipe(recipe)
     if recipe.model.weights:
@@ -65,13 +79,14 @@ def train_stage(context: BuildContext) -> StageOutput:
     checkpoint = context.path("train/checkpoint.pt")
     result = train(model.to(device), dataset, transform, recipe.train, seed=recipe.seed,
                    checkpoint_path=checkpoint, checkpoint_key=context.stage_key, on_step=context.on_step)
-    save_torch(context.path("train/model.pt"), {k: v.cpu() for k, v in model.state_dict().items()})
-    checkpoint.unlink(missing_ok=True)
-    return StageOutput({"float_model": "train/model.pt"}, {"training": {
+    if distributed.is_main_process():
+        save_torch(context.path("train/model.pt"), {k: v.cpu() for k, v in model.state_dict().items()})
+    return {
         "dataset": dataset.name, "images": len(dataset), "epochs": recipe.train.epochs, "steps": result.steps,
         "resumed_from_step": result.resumed_from_step, "seconds": round(result.seconds, 1),
         "device": str(device), "threads": torch.get_num_threads(), "history": result.history,
-    }})
+        "distributed": result.processes,
+    }
 
 
 def _load_recipe_weights(model, recipe: Recipe) -> None:
@@ -163,7 +178,7 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     from edgekit.artifacts import save_torch, write_atomically, write_json
     from edgekit.quantize import get_backend, resolve_backend
     from edgekit.quantize.algorithm import ptq, qat
-    from edgekit.train import configure_torch
+    from edgekit.train import configure_torch, distributed
 
     recipe, config = context.recipe, context.recipe.quantize
     if config.method == "none":
@@ -179,7 +194,9 @@ def quantize_stage(context: BuildContext) -> StageOutput:
     per_channel = config.weights == "per_channel"
     kept, selection = _float_layers(recipe, backend, float_model, example, calibration)
     results = {"ptq": ptq(backend, float_model, example, calibration, per_channel, kept)}
-    if config.method == "qat":
+    if config.method == "qat" and distributed.processes(recipe.train) > 1:
+        results["qat"] = _qat_under_torchrun(context, backend, example, calibration, kept)
+    elif config.method == "qat":
         results["qat"] = qat(backend, _float_model(context), example, calibration, dataset=train_set,
                              transform=train_transform, train_config=recipe.train, config=config,
                              seed=recipe.seed, checkpoint_path=context.path("quantize/qat_checkpoint.pt"),
@@ -205,8 +222,56 @@ def quantize_stage(context: BuildContext) -> StageOutput:
         report["qat"] = {"backend": backend_name, "epochs": config.epochs, "lr": config.lr, "steps": training.steps,
                          "seconds": round(training.seconds, 1), "resumed_from_step": training.resumed_from_step,
                          "freeze_bn_after": config.freeze_bn_after,
-                         "freeze_observers_after": config.freeze_observers_after, "history": training.history}
+                         "freeze_observers_after": config.freeze_observers_after, "history": training.history,
+                         "distributed": training.processes}
     return StageOutput(artifacts, report)
+
+
+def _qat_under_torchrun(context: BuildContext, backend, example, calibration, keep_float: tuple[str, ...]):
+    """QAT on every rank under torchrun (``qat_on_this_rank``) keeping ``keep_float`` in float; its state,
+    written by rank 0, restored here."""
+    import torch
+
+    from edgekit.quantize import QuantScheme
+    from edgekit.quantize.algorithm import Quantized
+    from edgekit.train import TrainResult, distributed
+
+    summary = distributed.run_job("qat", context, {"keep_float": list(keep_float)})
+    state = torch.load(context.path(QAT_STATE), map_location="cpu", weights_only=True)
+    scheme = QuantScheme(per_channel_weights=context.recipe.quantize.weights == "per_channel", qat=True,
+                         keep_float=tuple(keep_float))
+    restored = backend.restore(_float_model(context), example, scheme, state, calibration)
+    return Quantized(restored, backend.convert(restored), TrainResult(**summary))
+
+
+QAT_STATE = "quantize/qat_state.pt"
+
+
+def qat_on_this_rank(context: BuildContext, keep_float: list[str]) -> dict:
+    """One rank's QAT fine-tuning under torchrun (on CPUs, as in one process); rank 0 writes ``QAT_STATE``.
+    Returns the training summary (``TrainResult`` fields)."""
+    import dataclasses
+
+    import torch
+
+    from edgekit.artifacts import save_torch
+    from edgekit.quantize import get_backend, resolve_backend
+    from edgekit.quantize.algorithm import qat
+    from edgekit.train import configure_torch, distributed
+
+    recipe, config = context.recipe, context.recipe.quantize
+    configure_torch(recipe.train.threads)
+    torch.manual_seed(recipe.seed)
+    backend = get_backend(resolve_backend(config.backend, recipe.export.formats))
+    train_set, train_transform = _datasets_and_transform(recipe, train=True)
+    result = qat(backend, _float_model(context), _example_batch(recipe), _calibration(recipe, config.calibration_batches),
+                 dataset=train_set, transform=train_transform, train_config=recipe.train, config=config,
+                 seed=recipe.seed, checkpoint_path=context.path("quantize/qat_checkpoint.pt"),
+                 checkpoint_key=context.stage_key, on_step=context.on_step, keep_float=tuple(keep_float),
+                 convert=False)
+    if distributed.is_main_process():
+        save_torch(context.path(QAT_STATE), backend.state_dict(result.prepared))
+    return dataclasses.asdict(result.training)
 
 
 QUANTIZED = ("ptq", "qat")

@@ -20,7 +20,7 @@ QAT_LOG_POINTS = 25  # about this many QAT loss points, however short the fine-t
 @dataclass
 class Quantized:
     prepared: nn.Module
-    converted: nn.Module
+    converted: nn.Module | None
     training: TrainResult | None
 
 
@@ -49,11 +49,13 @@ def qat_train_config(train_config: TrainSection, config: QuantizeSection) -> Tra
 
 def qat(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, batches, *,
         dataset: ImageSet, transform: BatchTransform, train_config: TrainSection, config: QuantizeSection,
-        seed: int, checkpoint_path: Path, checkpoint_key: str, on_step=None,
+        seed: int, checkpoint_path: Path, checkpoint_key: str, on_step=None, convert: bool = True,
         keep_float: tuple[str, ...] = ()) -> Quantized:
+    """Calibrate, then fine-tune with fake quantization (in float32, never compiled); ``convert: False``
+    leaves ``converted`` None (a rank under torchrun: the driver converts rank 0's state)."""
     scheme = QuantScheme(per_channel_weights=config.weights == "per_channel", qat=True, keep_float=tuple(keep_float))
     prepared = backend.prepare(model, example, scheme, batches)
-    fine_tune = qat_train_config(train_config, config)
+    fine_tune = qat_train_config(train_config, config).model_copy(update={"amp": "off", "compile": False})
     total_steps = int(round(fine_tune.epochs * max(1, len(dataset) // fine_tune.batch_size)))
     freeze = _FreezeSchedule(backend, prepared, total_steps, config)
     result = train(prepared, dataset, transform, fine_tune, seed=seed + 1, checkpoint_path=checkpoint_path,
@@ -61,7 +63,7 @@ def qat(backend: QuantizationBackend, model: nn.Module, example: torch.Tensor, b
                    no_weight_decay=backend.no_weight_decay(prepared),
                    log_every_steps=max(1, math.ceil(total_steps / QAT_LOG_POINTS)))
     freeze.apply_all()
-    return Quantized(prepared, backend.convert(prepared), result)
+    return Quantized(prepared, backend.convert(prepared) if convert else None, result)
 
 
 class _FreezeSchedule:

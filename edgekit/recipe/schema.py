@@ -162,6 +162,14 @@ class DataSection(Section):
     normalize: Literal["recipe", "from_weights"] = Field("recipe", description="`recipe`: `data.mean`/`data.std` as given; `from_weights`: the mean/std `model.weights` was trained with (Keras and timm MobileNet v1: [-1, 1]) replace them.")
 
 
+MAX_PROCESSES = 1024
+
+
+class DistributedSection(Section):
+    nproc_per_node: StrictInt = Field(1, ge=1, le=MAX_PROCESSES, description="Training processes per node (`edgekit build --nproc-per-node`). With more than one process in all, float training and QAT run under torchrun with DistributedDataParallel (gloo on CPU, NCCL on CUDA, from `train.device`); the other stages run once. `train.batch_size` stays the global batch, split evenly between the processes; the learning rate is not scaled (see docs/distributed.md).")
+    nnodes: StrictInt = Field(1, ge=1, le=MAX_PROCESSES, description="Nodes taking part (`--nnodes`); each node runs `edgekit build` with its own `--node-rank` and the same `--rdzv-endpoint`.")
+
+
 class TrainSection(Section):
     epochs: FiniteFloat = Field(2, ge=0, le=MAX_EPOCHS, description="Float training epochs (fractions allowed). 0 with `model.weights` skips training.")
     batch_size: StrictInt = Field(64, ge=1, le=MAX_BATCH, description="Training batch size.")
@@ -181,6 +189,19 @@ class TrainSection(Section):
     freeze: Literal["none", "backbone", "backbone_then_all"] = Field("none", description="Fine-tuning: `backbone` trains only the classifier (the backbone's batch norms keep their statistics); `backbone_then_all` unfreezes everything after `train.unfreeze_after` of the steps.")
     unfreeze_after: FiniteFloat = Field(0.5, ge=0, le=1, description="With `freeze: backbone_then_all`, the fraction of the training steps after which the backbone trains too.")
     head_lr_multiplier: FiniteFloat = Field(1.0, gt=0, le=1000, description="The classifier's learning rate is `train.lr` times this (a new head can learn faster than a pretrained backbone).")
+    distributed: DistributedSection = Field(default_factory=DistributedSection, description="Data-parallel training.")
+    amp: Literal["off", "bf16", "fp16"] = Field("off", description="Mixed precision for float training: autocast to bfloat16 (CPU or CUDA) or float16 (CUDA only, with a gradient scaler). QAT always runs in float32.")
+    compile: bool = Field(False, description="Compile the model with `torch.compile` for float training (opt-in: the first steps wait for the compiler). QAT never compiles.")
+
+    @model_validator(mode="after")
+    def _batch_splits_evenly(self) -> "TrainSection":
+        processes = self.distributed.nproc_per_node * self.distributed.nnodes
+        if self.batch_size % processes:
+            raise _error("batch_not_divisible", ("batch_size",),
+                         f"the global batch {self.batch_size} does not split evenly between {processes} processes "
+                         f"(train.distributed: {self.distributed.nnodes} node(s) x {self.distributed.nproc_per_node}); "
+                         f"use a multiple of {processes}", self.batch_size)
+        return self
 
 
 class QuantizeSection(Section):

@@ -4,6 +4,10 @@ Determinism is by construction: the shuffle of epoch ``e`` and the augmentation 
 step ``s`` draw from generators seeded by (seed, e) and (seed, s), and the learning rate is a pure
 function of ``s``. So a build resumed from the checkpoint of step ``s`` takes exactly the steps an
 uninterrupted build would have taken.
+
+Under torchrun (``edgekit.train.distributed``) the same loop trains with DistributedDataParallel:
+``batch_size`` stays the global batch, each of the W ranks takes its share of the same shuffle, draws its
+augmentation and dropout from (seed, step, rank), and rank 0 alone checkpoints and shows progress.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class TrainResult:
     seconds: float
     resumed_from_step: int
     history: list[dict] = field(default_factory=list)
+    processes: dict = field(default_factory=dict)  # world size, backend, per-process batch (distributed.summary)
 
 
 def pick_device(choice: str) -> torch.device:
@@ -138,6 +143,10 @@ def train(
     device = next(model.parameters()).device
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
+    from edgekit.train import distributed  # not at the top: `python -m edgekit.train.distributed` runs it
+
+    processes, this_rank = distributed.world_size(), distributed.rank()
+    batch_size = distributed.per_process_batch(config.batch_size, processes)
     per_epoch = steps_per_epoch(len(dataset), config.batch_size)
     total_steps = int(round(config.epochs * per_epoch))
     optimizer = make_optimizer(model, config, no_weight_decay)
@@ -145,6 +154,8 @@ def train(
     start_step = _resume(checkpoint_path, checkpoint_key, model, optimizer, history)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     model.train()
+    trained = _compiled(distributed.wrap(model), config)
+    autocast, scaler = _mixed_precision(config, device)
     frozen = None
     started = time.perf_counter()
     window = _Window()
@@ -157,36 +168,55 @@ def train(
                 frozen = backbone_frozen(config, step, total_steps)
                 set_backbone_frozen(model, frozen)
             epoch, index_in_epoch = divmod(step, per_epoch)
-            images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, config.batch_size, step)
+            images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, batch_size, step)
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
             labels = labels.to(device, non_blocking=True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, step, total_steps) * group.get("lr_scale", 1.0)
-            torch.manual_seed(_mix(seed, step, 2))  # dropout
-            logits = model(images)
-            loss = loss_fn(logits, labels)
+            torch.manual_seed(_mix(seed, _rank_counter(step), 2))  # dropout
+            with autocast:
+                logits = trained(images)
+                loss = loss_fn(logits, labels)
             _check_loss(loss, step, epoch, config, checkpoint_path)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             window.add(loss.item(), (logits.argmax(1) == labels).sum().item(), len(labels))
-            images_seen += len(labels)
+            images_seen += len(labels) * processes
             bar.update(1)
             bar.set_postfix(epoch=f"{epoch + 1}", loss=f"{window.loss:.3f}", acc=f"{window.accuracy:.3f}",
                             img_s=f"{images_seen / max(1e-9, time.perf_counter() - started):.0f}", refresh=False)
             done = step + 1
             checkpoint = done % config.checkpoint_every_steps == 0 or done % per_epoch == 0 or done == total_steps
             if checkpoint or (log_every_steps and done % log_every_steps == 0):
+                window = window.over_all_ranks()
                 history.append({"step": done, "epoch": done / per_epoch, "loss": window.loss,
                                 "accuracy": window.accuracy, "lr": optimizer.param_groups[0]["lr"]})
                 window = _Window()
-            if checkpoint:
+            if checkpoint and this_rank == 0:
                 _save(checkpoint_path, checkpoint_key, done, model, optimizer, history)
             if on_step is not None:
                 on_step(done)
     if frozen:
         set_backbone_frozen(model, False)  # hand back a model whose parameters all train, as it came
-    return TrainResult(total_steps, time.perf_counter() - started, start_step, history)
+    distributed.check_in_sync(model)
+    return TrainResult(total_steps, time.perf_counter() - started, start_step, history,
+                       distributed.summary(batch_size, device))
+
+
+def _compiled(model: nn.Module, config: TrainSection) -> nn.Module:
+    return torch.compile(model) if config.compile else model
+
+
+def _mixed_precision(config: TrainSection, device: torch.device):
+    """The autocast context of ``train.amp`` and its gradient scaler (which only fp16 needs)."""
+    if config.amp == "fp16" and device.type != "cuda":
+        raise RecipeError(f"train.amp: fp16 needs a CUDA device (training runs on {device.type})",
+                          hint="use train.amp: bf16, or off")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    return autocast, torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
 
 
 @torch.no_grad()
@@ -217,10 +247,20 @@ def topk_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
 
 
 def _batch(dataset, transform, seed, epoch, index_in_epoch, batch_size, step):
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(_mix(seed, epoch, 0)))
+    """This rank's ``batch_size`` images of global batch ``index_in_epoch``, augmented."""
+    from edgekit.train import distributed
+
+    order = distributed.rank_indices(len(dataset), _mix(seed, epoch, 0))
     indices = order[index_in_epoch * batch_size : (index_in_epoch + 1) * batch_size]
-    augment_rng = torch.Generator().manual_seed(_mix(seed, step, 1))
+    augment_rng = torch.Generator().manual_seed(_mix(seed, _rank_counter(step), 1))
     return transform(dataset.load(indices), augment_rng), dataset.labels[indices]
+
+
+def _rank_counter(step: int) -> int:
+    """A random-stream counter per (step, rank); ``step`` itself with one process."""
+    from edgekit.train import distributed
+
+    return step * distributed.world_size() + distributed.rank()
 
 
 def _mix(seed: int, counter: int, stream: int) -> int:
@@ -270,6 +310,17 @@ class _Window:
         self.batches += 1
         self.hits += hits
         self.images += images
+
+    def over_all_ranks(self) -> "_Window":
+        from edgekit.train import distributed
+
+        if distributed.world_size() == 1:
+            return self
+        merged = _Window()
+        merged.loss_sum, batches, hits, images = distributed.all_sum(
+            [self.loss_sum, self.batches, self.hits, self.images])
+        merged.batches, merged.hits, merged.images = int(batches), int(hits), int(images)
+        return merged
 
     @property
     def loss(self) -> float:
