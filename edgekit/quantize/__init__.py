@@ -11,9 +11,9 @@ BACKENDS = {
     "nncf": "edgekit.quantize.nncf_backend:NNCFBackend",
 }
 # Capabilities as data: the export formats each backend writes int8 files for (checked before any stage runs).
-BACKEND_FORMATS = {"pt2e": ("tflite", "onnx"), "nncf": ("onnx",)}
+BACKEND_FORMATS = {"pt2e": ("tflite", "onnx", "executorch"), "nncf": ("onnx",)}
 # Measured choice (docs/quantization.md): one PT2E model feeds both formats, and its PTQ held up better.
-DEFAULT_BACKEND = {"tflite": "pt2e", "onnx": "pt2e"}
+DEFAULT_BACKEND = {"tflite": "pt2e", "onnx": "pt2e", "executorch": "pt2e"}
 
 
 def get_backend(name: str) -> QuantizationBackend:

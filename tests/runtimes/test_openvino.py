@@ -2,6 +2,8 @@
 contract, accuracy next to onnxruntime on the same int8 file, the int8 check from runtime precisions,
 float held at f32."""
 
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'edgekit[openvino]')")
@@ -9,6 +11,7 @@ pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install '
 from edgekit.runtimes import check_int8, evaluate_file, get_runtime  # noqa: E402
 from edgekit.runtimes.openvino_rt import OpenVINORuntime  # noqa: E402
 
+from runtimes.extra_runtimes import assert_rejected_in_one_line, profile_here  # noqa: E402
 from runtimes.test_sessions import SessionContract  # noqa: E402
 
 # MobileNet v1: stem conv + 13 depthwise + 13 pointwise convs + the classifier.
@@ -62,10 +65,16 @@ def test_bf16_only_when_asked(built):
 
 
 def test_a_file_openvino_rejects_is_one_line(tmp_path):
-    from edgekit.runtimes import RuntimeFailure
+    assert_rejected_in_one_line("openvino", tmp_path / "broken.onnx", "OpenVINO cannot load it")
 
-    broken = tmp_path / "broken.onnx"
-    broken.write_bytes(b"not a model")
-    with pytest.raises(RuntimeFailure, match=f"{broken}: OpenVINO cannot load it") as caught:
-        get_runtime("openvino").load(broken, threads=1)
-    assert "\n" not in str(caught.value)
+
+def test_host_profiling_measures_each_onnx_in_openvino_beside_onnxruntime(built):
+    entries = profile_here(built.files["float.onnx"], built.files["int8.onnx"],
+                           {"onnxruntime": ["cpu"], "openvino": ["cpu"]})
+    assert sorted((Path(entry["artifact"]).name, entry["runtime"]) for entry in entries) == [
+        ("float.onnx", "onnxruntime"), ("float.onnx", "openvino"), ("int8.onnx", "onnxruntime"), ("int8.onnx", "openvino")]
+    for entry in (entry for entry in entries if entry["runtime"] == "openvino"):
+        assert (entry["metric"], entry["obtained"], entry["threads"]) == ("latency", "real", 1)
+        assert entry["delegate_applied"] == "CPU (f32)" and entry["value"] > 0
+    int8_entry = next(entry for entry in entries if entry["runtime"] == "openvino" and "int8" in entry["artifact"])
+    assert int8_entry["ratio_to_float"] > 0 and int8_entry["float_artifact"] == str(built.files["float.onnx"])
