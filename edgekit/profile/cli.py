@@ -14,7 +14,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
     """Add the ``profile`` command to ``edgekit``'s sub-parsers; its handler returns the exit code."""
     profile = commands.add_parser(
         "profile", help="measure exported .onnx/.tflite files on a device (latency, or instructions when emulated)")
-    profile.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help=".onnx or .tflite file")
+    profile.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT", help="a model file (.onnx, .tflite, .pte)")
     profile.add_argument("--device", type=Path, required=True, metavar="PROFILE.yaml",
                          help="device profile, e.g. devices/host.yaml")
     profile.add_argument("--threads", type=int, action="append", metavar="N",

@@ -97,6 +97,9 @@ def _build_model(classes: dict[str, type[Target]]) -> type[ProfileBase]:
     delegate_fields = {runtime: (list[Literal[tuple(delegates)]], Field([delegates[0]], min_length=1, description=f"{runtime} delegates / execution providers to measure, each separately."))
                        for runtime, delegates in offered.items()}
     delegates_model = create_model("Delegates", __base__=Section, **delegate_fields)
+    usual = [runtime for runtime in offered if any(runtime in cls.capabilities.runtimes
+                                                    and runtime not in cls.capabilities.optional_runtimes
+                                                    for cls in classes.values())]
     # The kind sections are annotated with their class (not Optional[...]) so that error hints and the
     # generated docs can walk into them; None means "absent" and is never validated.
     sections = {settings_key(kind): (cls.settings_model, Field(None, description=f"Settings of kind `{kind}`."))
@@ -108,7 +111,7 @@ def _build_model(classes: dict[str, type[Target]]) -> type[ProfileBase]:
         kind=(Literal[tuple(classes)], Field(..., description="Target kind: how edgekit reaches the device.")),
         arch=(Literal[ARCHES], Field(..., description="CPU architecture the profiling script runs on; `auto` (kinds that run on this machine): this machine's.")),
         cpu=(Optional[str], Field(None, description="CPU model, e.g. `Cortex-A72` (default: what the device reports).")),
-        runtimes=(list[Literal[tuple(offered)]], Field(list(offered), min_length=1, description="Runtimes to measure; artifacts of other runtimes are skipped on this device.")),
+        runtimes=(list[Literal[tuple(offered)]], Field(usual, min_length=1, description="Runtimes to measure; artifacts of other runtimes are skipped on this device.")),
         delegates=(delegates_model, Field(default_factory=delegates_model, description="Delegates / execution providers per runtime.")),
         threads=(list[StrictInt], Field([1], min_length=1, description="Thread counts to measure, each separately: 1 up to what the device can use (see the table above).")),
         protocol=(Protocol, Field(default_factory=Protocol, description="How many runs make a measurement.")),

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """edgekit's on-device profiler: copy this one file to a board and run it there.
 
-    python ondevice.py MODEL [--runtime auto|onnxruntime|litert] [--threads N] [--warmup N]
+    python ondevice.py MODEL [--runtime auto|onnxruntime|litert|openvino|executorch] [--threads N] [--warmup N]
         [--min-runs N] [--min-seconds T] [--max-runs N] [--inputs FILE.npz] [--per-node]
-        [--provider cpu|qnn-htp] [--qnn-backend PATH] [--delegate auto|xnnpack|none]
+        [--provider cpu|qnn-htp|cpu-bf16|xnnpack] [--qnn-backend PATH] [--delegate auto|xnnpack|none]
         [--save-outputs FILE.npy] [--markers]
     python ondevice.py --self-check onnxruntime,litert
 
@@ -11,8 +11,8 @@
 ``{"python": ..., "found": {module: version}, "missing": ["numpy (No module named 'numpy')", ...]}``;
 the exit status is 0 only when nothing is missing (``edgekit devices check`` runs it on the device).
 
-Needs Python 3, numpy and a runtime: onnxruntime for .onnx, ai-edge-litert (or the older tflite-runtime)
-for .tflite; nothing from edgekit. The last line of stdout is one JSON object (see edgekit's
+Needs Python 3, numpy and a runtime: onnxruntime (or openvino) for .onnx, ai-edge-litert (or the older
+tflite-runtime) for .tflite, executorch (with torch) for .pte; nothing from edgekit. The last line of stdout is one JSON object (see edgekit's
 docs/emulation.md for its fields); on failure the exit status is non-zero and stderr has one line.
 
 Protocol: ``--warmup`` untimed runs, then timed runs until at least ``--min-runs`` runs AND at least
@@ -134,6 +134,64 @@ class OrtModel:
 
     def per_node(self, skip_runs, runs):
         return per_node_table(self.session.end_profiling(), skip_runs, runs)
+
+
+class OpenVINOModel:
+    """OpenVINO's CPU plugin; ``--provider cpu`` holds float models at f32, ``cpu-bf16`` lets them run in bf16."""
+
+    def __init__(self, path, threads, provider):
+        import openvino
+        self.runtime, self.runtime_version = "openvino", _version("openvino")
+        precision = "bf16" if provider == "cpu-bf16" else "f32"
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": precision}
+        try:
+            compiled = openvino.Core().compile_model(path, "CPU", config)
+        except Exception as exc:  # RuntimeError with pages of text
+            raise Failure(f"cannot load {os.path.basename(path)}: {_one_line(exc)}") from None
+        self.delegate = f"CPU ({precision})"
+        self.input = compiled.inputs[0]
+        self.request = compiled.create_infer_request()
+
+    def input_spec(self):
+        shape = [1 if dim.is_dynamic else dim.get_length() for dim in self.input.get_partial_shape()]
+        return shape, np.dtype(self.input.get_element_type().to_dtype()), (0.0, 0)
+
+    def run(self, array):
+        self.request.infer({0: array})
+        return self.request.get_output_tensor(0).data
+
+    def dequantize(self, output):
+        return output.astype(np.float32)
+
+
+class ExecuTorchModel:
+    """An ExecuTorch program (.pte); its XNNPACK delegate runs on the process-wide thread pool."""
+
+    SCALAR_TYPES = {6: "float32", 1: "int8", 0: "uint8"}
+
+    def __init__(self, path, threads):
+        import torch
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+        self.torch = torch
+        self.runtime, self.runtime_version = "executorch", _version("executorch")
+        portable_lib._unsafe_reset_threadpool(threads)
+        try:
+            self.program = Runtime.get().load_program(path)  # kept: the method runs in the program's memory
+            self.method = self.program.load_method("forward")
+        except Exception as exc:
+            raise Failure(f"cannot load {os.path.basename(path)}: {_one_line(exc)}") from None
+        self.delegate = "XNNPACK"
+        self.input = self.method.metadata.input_tensor_meta(0)
+
+    def input_spec(self):
+        return list(self.input.sizes()), np.dtype(self.SCALAR_TYPES.get(int(self.input.dtype()), "float32")), (0.0, 0)
+
+    def run(self, array):
+        return self.method.execute([self.torch.from_numpy(array)])[0]
+
+    def dequantize(self, output):
+        return output.numpy().astype(np.float32)
 
 
 def _add_qnn_htp(ort, options, backend):
@@ -342,10 +400,14 @@ def load_model(args):
         raise Failure(f"cannot load {args.model}: no such file")
     runtime = args.runtime
     if runtime == "auto":
-        runtime = "litert" if args.model.endswith(".tflite") else "onnxruntime"
+        runtime = {".tflite": "litert", ".pte": "executorch"}.get(os.path.splitext(args.model)[1], "onnxruntime")
     try:
         if runtime == "litert":
             return LiteRTModel(args.model, args.threads, args.delegate)
+        if runtime == "openvino":
+            return OpenVINOModel(args.model, args.threads, args.provider)
+        if runtime == "executorch":
+            return ExecuTorchModel(args.model, args.threads)
         return OrtModel(args.model, args.threads, args.provider, args.qnn_backend, args.per_node, args.scratch)
     except ImportError as exc:
         raise Failure(f"runtime {runtime} is not installed here ({exc.name})") from None
@@ -387,7 +449,8 @@ def profile(args):
 
 
 #: runtime -> the modules that provide it (any one is enough)
-RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")}
+RUNTIME_MODULES = {"onnxruntime": ("onnxruntime",), "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"),
+                   "openvino": ("openvino",), "executorch": ("executorch.runtime",)}
 
 
 def self_check(runtimes):
@@ -414,7 +477,7 @@ def parse_args(argv):
     parser.add_argument("model", nargs="?")
     parser.add_argument("--self-check", metavar="RUNTIMES",
                         help="comma-separated runtimes: import numpy and them, print what is missing, run nothing")
-    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "litert"], default="auto")
+    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "litert", "openvino", "executorch"], default="auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--min-runs", type=int, default=100)
@@ -423,7 +486,8 @@ def parse_args(argv):
     parser.add_argument("--inputs", help=".npz with float32 NCHW 'images' and optional 'labels'")
     parser.add_argument("--save-outputs", help="with --inputs: save the float outputs (N, classes) to this .npy")
     parser.add_argument("--per-node", action="store_true", help="per-node latency table (onnxruntime)")
-    parser.add_argument("--provider", choices=["cpu", "qnn-htp"], default="cpu")
+    parser.add_argument("--provider", choices=["cpu", "qnn-htp", "cpu-bf16", "xnnpack"], default="cpu",
+                        help="onnxruntime: cpu, qnn-htp; openvino: cpu (float at f32), cpu-bf16; executorch: xnnpack")
     parser.add_argument("--qnn-backend", help="libQnnHtp.so (default: the one in onnxruntime-qnn)")
     parser.add_argument("--delegate", choices=["auto", "xnnpack", "none"], default="auto", help="LiteRT delegate")
     parser.add_argument("--markers", action="store_true", help="marker syscalls for edgekit's qemu plugin")

@@ -20,7 +20,7 @@ import json
 import re
 import signal
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -115,11 +115,16 @@ def _runtime_of(path: Path) -> str:
 
 
 def _groups_for_device(groups: list[Group], profile: DeviceProfile, log) -> list[Group]:
+    """Each group once per runtime of its format that the device runs (an .onnx in onnxruntime and OpenVINO)."""
+    measured = []
     for group in groups:
-        if group.runtime not in profile.runtimes:
+        loaders = format_for_path(group.members[0]).runtimes
+        runtimes = [runtime for runtime in loaders if runtime in profile.runtimes]
+        if not runtimes:
             log(f"skipping {', '.join(path.name for path in group.members)}: device {profile.name} does not run "
-                f"{group.runtime} (its runtimes: {', '.join(profile.runtimes)})")
-    return [group for group in groups if group.runtime in profile.runtimes]
+                f"{' or '.join(loaders)} (its runtimes: {', '.join(profile.runtimes)})")
+        measured += [replace(group, runtime=runtime) for runtime in runtimes]
+    return measured
 
 
 def _thread_counts(threads: int | list[int] | None, profile: DeviceProfile) -> list[int]:
@@ -133,6 +138,8 @@ def _push_models(target: Target, groups: list[Group]) -> None:
     index = 0
     for group in groups:
         for path in group.members:
+            if path in group.remote:  # the same files measured in another runtime
+                continue
             group.remote[path] = target.put(path, f"{index}-{re.sub(r'[^A-Za-z0-9._+-]', '_', path.name)}")
             index += 1
 

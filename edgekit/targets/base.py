@@ -46,6 +46,8 @@ class Capabilities:
 
     #: runtime -> the delegates / execution providers it offers there
     runtimes: Mapping[str, tuple[str, ...]]
+    #: runtimes among those that need an optional extra: measured only where a profile lists them
+    optional_runtimes: tuple[str, ...] = ()
     #: ``real`` wall-clock latency, ``emulated`` instruction counts, ``simulated`` (no device latency), or
     #: ``estimated`` (a compiler's cost model: the target's output carries an ``estimate``, see profile/run.py)
     measures: Measures = "real"

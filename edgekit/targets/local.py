@@ -19,6 +19,9 @@ from edgekit.targets.base import ARCHES, Capabilities, CommandResult, Target, Ta
 
 #: what a CPU target running edgekit's on-device script offers (this machine, an ssh board, qemu)
 CPU_RUNTIMES = {"onnxruntime": ("cpu",), "litert": ("xnnpack", "none")}
+#: runtimes this machine offers too, when their extras are installed (edgekit[openvino], edgekit[executorch]);
+#: the sysroot of the emulated cores holds neither (docs/runtimes.md). openvino ``cpu``: float held at f32.
+HOST_RUNTIMES = {**CPU_RUNTIMES, "openvino": ("cpu", "cpu-bf16"), "executorch": ("xnnpack",)}
 
 #: seconds a timed-out process group gets between SIGTERM and SIGKILL
 KILL_GRACE_SECONDS = 2.0
@@ -76,7 +79,8 @@ class LocalTarget(Target):
     """Runs in a fresh temporary directory on this machine; ``python`` is the interpreter running edgekit."""
 
     kind = "local"
-    capabilities = Capabilities(runtimes=CPU_RUNTIMES, arches=ARCHES, max_threads=None)
+    capabilities = Capabilities(runtimes=HOST_RUNTIMES, optional_runtimes=("openvino", "executorch"), arches=ARCHES,
+                                max_threads=None)
 
     def __init__(self, profile=None):
         self.profile = profile
