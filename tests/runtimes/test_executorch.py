@@ -68,6 +68,17 @@ def test_the_format_table_knows_pte_and_leaves_it_out_of_the_default_formats():
     assert "executorch" not in ExportSection().formats
 
 
+def test_a_recipe_adds_the_format_and_both_runtimes_through_set(tmp_path):
+    """The issue's way in: the default recipe with the new format and runtimes added by --set."""
+    from edgekit.quantize import resolve_backend
+    from edgekit.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).parents[2] / "recipes/mobilenet_0.5_160.yaml", [
+        "export.formats=[tflite, onnx, executorch]", "evaluate.runtimes=[onnxruntime, litert, openvino, executorch]"])
+    assert recipe.export.formats == ["tflite", "onnx", "executorch"] and recipe.export.require_int8_kernels
+    assert resolve_backend(recipe.quantize.backend, recipe.export.formats) == "pt2e"
+
+
 def test_int8_accuracy_matches_litert_on_the_same_model(built, pte_files):
     """Issue 13: within 0.1 points of LiteRT on the same int8 (PT2E PTQ) model, 300 Fashion-MNIST test images."""
     scores = {runtime: evaluate_file(built.files[file], runtime, built.test_set, built.transform, threads=1,
