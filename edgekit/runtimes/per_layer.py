@@ -38,7 +38,7 @@ DEFAULT_SAMPLES = 64
 TFLITE_LAYER_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 TFLITE_FOLDED_OPS = ("RELU", "RELU6", "RELU_N1_TO_1")
 ONNX_LAYER_OPS = ("Conv", "Gemm", "MatMul")
-ONNX_FOLDED_OPS = ("Relu", "Clip", "BatchNormalization")
+ONNX_FOLDED_OPS = ("Relu", "Clip", "BatchNormalization", "Div")  # Div: a float layer QAT left as conv / scale -> BN
 MAX_SQNR_DB = 200.0  # an exact match has infinite SQNR; JSON has no infinity
 
 
