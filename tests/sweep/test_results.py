@@ -12,7 +12,7 @@ from edgekit.cli import main
 from edgekit.sweep import run as sweep_run
 from edgekit.sweep.grid import plan_points
 from edgekit.sweep.results import load_sweep, table, validate_sweep
-from edgekit.sweep.run import Outcome, run_sweep
+from edgekit.sweep.run import Outcome, point_environment, run_sweep
 
 from .handmade import GRID, IDS, TABLE, make_report, write_recipe
 
@@ -129,3 +129,10 @@ def test_the_schema_rejects_a_broken_sweep(change, path):
     with pytest.raises(ReportSchemaError) as raised:
         validate_sweep(sweep, "sweep.json")
     assert str(raised.value).startswith(f"sweep.json: {path}")
+
+
+def test_points_run_with_passive_openmp_threads_unless_the_user_chose_a_policy():
+    assert point_environment({"PATH": "/bin"})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert point_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+    environment = point_environment({"EDGEKIT_NO_PROGRESS": "0"}, {"OMP_NUM_THREADS": "2"})
+    assert environment["EDGEKIT_NO_PROGRESS"] == "1" and environment["OMP_NUM_THREADS"] == "2"
