@@ -55,3 +55,12 @@ def test_io_types_come_from_the_row(tiny_recipe):
     assert formats.FORMATS["tflite"].io_type(tiny_recipe().export, "int8") == "int8"
     assert formats.FORMATS["onnx"].io_type(export, "int8") == "float32"
     assert formats.FORMATS["tflite"].io_type(export, "float32") == "float32"
+
+
+def test_the_report_schema_accepts_every_format_of_the_table():
+    """report.json names each artifact's format; its schema lists them (a .pte build failed validation)."""
+    from edgekit.report.schema import report_schema
+
+    schema = report_schema()
+    allowed = schema["$defs"]["artifact"]["properties"]["format"]["enum"]
+    assert set(formats.FORMATS) <= set(allowed)
