@@ -13,8 +13,9 @@ from edgekit.recipe import Recipe
 from edgekit.runner import ALL_ARTIFACTS, BuildContext, Stage, StageOutput
 
 TORCH = ("torch",)
-CONVERTERS = ("torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxscript", "onnxruntime", "nncf")
-RUNTIMES = ("ai-edge-litert", "onnxruntime", "numpy")
+CONVERTERS = ("torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxscript", "onnxruntime", "nncf",
+              "executorch")
+RUNTIMES = ("ai-edge-litert", "onnxruntime", "numpy", "openvino", "executorch")
 
 
 def model_from_recipe(recipe: Recipe):
