@@ -13,7 +13,7 @@ family reads; each family declares its own options (``model.alpha`` ...) beside 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError, ValidationInfo,
                       field_validator, model_validator)
@@ -54,6 +54,9 @@ class Section(BaseModel):
 class ModelOptions(Section):
     """Base of a model family's own options: the keys of the ``model`` section that only that family has."""
 
+    #: ``model.activation`` when the recipe does not set it (a family's paper may use another)
+    default_activation: ClassVar[str] = "relu"
+
 
 class ModelSection(Section):
     """Keys every model family reads, plus the options of the family ``arch`` (readable as attributes)."""
@@ -66,7 +69,7 @@ class ModelSection(Section):
     allow_any_resolution: bool = Field(False, description="Accept a resolution that is not a multiple of 32 (the last feature map then has uneven borders).")
     resolution: StrictInt = Field(224, gt=0, le=1024, description="Input resolution ρ·224 in pixels (square). A multiple of 32 unless `allow_any_resolution`.")
     num_classes: StrictInt = Field(1000, ge=1, le=MAX_CLASSES, description="Number of output classes.")
-    activation: Literal["relu", "relu6"] = Field("relu", description="Activation after every BN.")
+    activation: Literal["relu", "relu6"] = Field("relu", description="Activation after every BN; when not set, the family's own (`relu6` for mobilenet_v2).")
     dropout: FiniteFloat = Field(0.0, ge=0, lt=1, description="Dropout before the classifier.")
     weights: Optional[str] = Field(None, description="Weights to start from: an edgekit state dict, a timm MobileNet v1 checkpoint (`.safetensors`/`.pth`), Keras MobileNet weights (`.h5`/`.weights.h5`), read without running code from the file (docs/fine-tune.md). A classifier of another class count is replaced by a new one. With `train.epochs: 0` it replaces training.")
     weights_format: Literal["auto", "edgekit", "timm", "keras"] = Field("auto", description="Layout of `model.weights`; `auto` guesses it from the file.")
@@ -107,6 +110,9 @@ class ModelSection(Section):
             ]) from None
         given.clear()
         given.update(options.model_dump())
+        if "activation" not in self.model_fields_set:
+            # set directly: an assignment would validate the section again, and this validator with it
+            self.__dict__["activation"] = getattr(options_model, "default_activation", ModelOptions.default_activation)
         return self
 
     def __setattr__(self, name: str, value) -> None:
@@ -225,7 +231,7 @@ RuntimeName = Literal[tuple(runtime_names())]
 
 
 class ExportSection(Section):
-    formats: list[FormatName] = Field(list(FORMATS), min_length=1, description="File formats to export.")
+    formats: list[FormatName] = Field([name for name, fmt in FORMATS.items() if fmt.default], min_length=1, description="File formats to export.")
     tflite_io: Literal["int8", "float32"] = Field("int8", description="Input/output tensor type of int8 .tflite files. `float32` adds a QUANTIZE op at the input and a DEQUANTIZE at the output (like TFLiteConverter's `inference_input_type=tf.float32`) for apps that feed float images; outputs are identical.")
     onnx_opset: StrictInt = Field(17, ge=17, le=30, description="ONNX opset (17 or newer).")
     require_int8_kernels: bool = Field(True, description="Fail the build when a conv or matmul of an int8 model runs as a float kernel. Needs `evaluate.runtimes` to cover every format in `export.formats`.")

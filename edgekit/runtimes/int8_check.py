@@ -1,4 +1,4 @@
-"""Is it really int8? Count the conv/matmul kernels a runtime will run in int8 and in float.
+"""Is it really int8? Count the conv/matmul and add kernels a runtime will run in int8 and in float.
 
 A file can hold int8 weights and still compute in float: a QDQ ONNX whose DequantizeLinear -> Conv pairs
 onnxruntime does not fuse, or a TFLite model with int8 weights but float activations. So the check looks
@@ -8,10 +8,14 @@ at what the runtime executes:
   and saves it to a temporary file (such a file is tied to the CPU it was made on, so it is never kept);
   int8 kernels are QLinearConv, QGemm, QLinearMatMul, ConvInteger, MatMulInteger and com.microsoft's
   dynamic-quantisation variants; any other op whose type names a Conv, Gemm or MatMul (Conv, FusedConv,
-  the NCHWc Conv, Gemm, FusedGemm, MatMul, ...) is a float kernel.
+  the NCHWc Conv, Gemm, FusedGemm, MatMul, ...) is a float kernel. Adds (a residual block's, MobileNet v2):
+  QLinearAdd is int8, Add is float.
 * TFLite: every CONV_2D, DEPTHWISE_CONV_2D, TRANSPOSE_CONV and FULLY_CONNECTED op is int8 when both its
   input and its weights are integer tensors (int8/uint8 weights; int8, uint8 or int16 activations);
   anything else (float, or int8 weights on float activations, i.e. dynamic-range "hybrid" ops) is float.
+  An ADD is int8 when both its inputs are integer tensors.
+* Any other runtime counts with its own ``count_int8_kernels(path)`` (OpenVINO: the compiled model's
+  runtime precisions; ExecuTorch: what its program delegates to XNNPACK).
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edgekit.errors import EdgekitError, UserInputError
-from edgekit.runtimes.base import runtime_for
+from edgekit.runtimes.base import get_runtime, runtime_for
 
 ONNX_INT8_KERNELS = {
     "QLinearConv", "QGemm", "QLinearMatMul", "ConvInteger", "MatMulInteger",
-    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearConvTranspose",
+    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearConvTranspose", "QLinearAdd",
 }
 ONNX_COMPUTE_WORDS = ("Conv", "Gemm", "MatMul")
-TFLITE_COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"}
+ONNX_FLOAT_ADDS = {"Add", "Sum"}
+TFLITE_COMPUTE_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED", "ADD"}
 INTEGER_ACTIVATIONS = {np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)}
 INTEGER_WEIGHTS = {np.dtype(np.int8), np.dtype(np.uint8)}  # uint8: legacy TF1 quantised models
 
@@ -48,12 +53,10 @@ def check_int8(path: str | Path, runtime_name: str | None = None, *, expected_fl
     else only their number must match. Without it, any float kernel fails the check."""
     path = Path(path)
     runtime_name = runtime_name or runtime_for(path).name
-    counters = {"onnxruntime": _count_onnx, "litert": _count_tflite}
-    if runtime_name not in counters:
-        raise UserInputError(f"{path}: the int8 check knows onnxruntime and litert, not '{runtime_name}'")
+    count = _kernel_counter(path, runtime_name)
     if not path.is_file():
         raise UserInputError(f"{path}: model file not found")
-    int8_ops, float_ops = counters[runtime_name](path)
+    int8_ops, float_ops = count(path)
     result = {"artifact": str(path), "runtime": runtime_name, "int8": len(int8_ops), "float": len(float_ops),
               "float_ops": float_ops, "ok": not float_ops and bool(int8_ops)}
     if expected_float:
@@ -100,6 +103,18 @@ def _tflite_layer_kernels(path: Path) -> list[bool]:
     return [int8 for _, int8 in positions]
 
 
+def _kernel_counter(path: Path, runtime_name: str):
+    """The function counting (int8 ops, float ops) for ``runtime_name``: built in for onnxruntime and litert,
+    else the runtime's own ``count_int8_kernels`` (a plugged-in runtime brings its counter with it)."""
+    built_in = {"onnxruntime": _count_onnx, "litert": _count_tflite}
+    if runtime_name in built_in:
+        return built_in[runtime_name]
+    counter = getattr(get_runtime(runtime_name), "count_int8_kernels", None)
+    if counter is None:
+        raise UserInputError(f"{path}: the int8 check cannot look inside '{runtime_name}' (it counts no kernels)")
+    return counter
+
+
 def require_int8(results: Iterable[dict]) -> None:
     """Raise Int8KernelError naming every artifact that has float convs/matmuls (or no int8 ones at all)."""
     failures = [_failure(result) for result in results if not result["ok"]]
@@ -116,7 +131,7 @@ def _failure(result: dict) -> str:
         found = ", ".join(result.get("float_layers") or result["float_ops"]) or "none"
         return (f"{result['artifact']}: float kernels {found}, but quantize.keep_float keeps "
                 f"{', '.join(result['expected_float'])} ({result['runtime']})")
-    return f"{result['artifact']}: {result['float']} of {total} convs/matmuls run in float ({result['runtime']})"
+    return f"{result['artifact']}: {result['float']} of {total} convs/matmuls/adds run in float ({result['runtime']})"
 
 
 def _count_onnx(path: Path) -> tuple[list[str], list[str]]:
@@ -134,7 +149,7 @@ def _count_onnx(path: Path) -> tuple[list[str], list[str]]:
         label = f"{node.op_type}({node.name})"
         if node.op_type in ONNX_INT8_KERNELS:
             int8_ops.append(label)
-        elif any(word in node.op_type for word in ONNX_COMPUTE_WORDS):
+        elif node.op_type in ONNX_FLOAT_ADDS or any(word in node.op_type for word in ONNX_COMPUTE_WORDS):
             float_ops.append(label)
     return int8_ops, float_ops
 

@@ -33,8 +33,8 @@ def test_require_int8_names_the_float_file_in_one_line(built):
         require_int8(results)
     message = str(caught.value)
     assert "\n" not in message and "int8.onnx" not in message
-    assert f"{built.files['float.onnx']}: {KERNELS} of {KERNELS} convs/matmuls run in float (onnxruntime)" in message
-    assert f"{built.files['float.tflite']}: {KERNELS} of {KERNELS} convs/matmuls run in float (litert)" in message
+    assert f"{built.files['float.onnx']}: {KERNELS} of {KERNELS} convs/matmuls/adds run in float (onnxruntime)" in message
+    assert f"{built.files['float.tflite']}: {KERNELS} of {KERNELS} convs/matmuls/adds run in float (litert)" in message
 
 
 def test_require_int8_rejects_a_file_without_convs():
