@@ -28,6 +28,7 @@ class ExportFormat:
     writer_options: Callable[[Any, str], dict]  # (recipe.export, precision) -> keyword options of the writer
     precisions: tuple[str, ...] = ("float32", "int8")
     int8_io: Callable[[Any], str] = lambda export: "float32"  # recipe.export -> element type of an int8 file's I/O
+    default: bool = True  # exported when a recipe does not set export.formats
 
     @property
     def runtime(self) -> str:
@@ -50,8 +51,12 @@ FORMATS: dict[str, ExportFormat] = {
             int8_io=lambda export: export.tflite_io,
         ),
         ExportFormat(
-            "onnx", ".onnx", "edgekit.export.onnx:write_onnx", ("onnxruntime",),
+            "onnx", ".onnx", "edgekit.export.onnx:write_onnx", ("onnxruntime", "openvino"),
             writer_options=lambda export, precision: {"opset": export.onnx_opset},
+        ),
+        ExportFormat(
+            "executorch", ".pte", "edgekit.export.executorch:write_executorch", ("executorch",),
+            writer_options=lambda export, precision: {}, default=False,  # an optional extra (edgekit[executorch])
         ),
     )
 }
