@@ -11,7 +11,7 @@ from edgekit.runtimes.base import dequantize, guess_layout, quantize
 
 
 def test_registry_knows_the_built_in_runtimes():
-    assert list_runtimes() == ["litert", "onnxruntime"]
+    assert list_runtimes() == ["executorch", "litert", "onnxruntime", "openvino"]
     assert get_runtime("onnxruntime").name == "onnxruntime"
     assert get_runtime("litert").name == "litert"
 
