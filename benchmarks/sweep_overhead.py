@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from edgekit.sweep.grid import plan_points
+from edgekit.sweep.run import point_environment
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "sweeps" / "smoke_grid.yaml"
@@ -33,10 +34,12 @@ QUICK_UNTIL = "train"
 
 
 def edgekit(args: list[str]) -> float:
-    """Seconds ``python -m edgekit.cli ARGS`` took; its output is kept out of the way, a failure stops here."""
+    """Seconds ``python -m edgekit.cli ARGS`` took; its output is kept out of the way, a failure stops here.
+    Both sides run in a sweep point's environment (no progress bar, passive OpenMP threads), so only the
+    sweep's machinery differs."""
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "EDGEKIT_NO_PROGRESS": "1"})
+                          env=point_environment(os.environ))
     if done.returncode != 0:
         sys.exit(f"edgekit {' '.join(args[:2])} failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return time.monotonic() - started
