@@ -1,4 +1,6 @@
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,34 @@ def tiny_recipe():
         return validate(tiny_recipe_data(**sections), source="<test>")
 
     return make
+
+
+def _why_no_network_namespace() -> str | None:
+    if os.geteuid() != 0:
+        return "not root: the test needs `unshare --net` to keep torchrun's TCPStore (it listens on every interface) on loopback"
+    missing = [tool for tool in ("unshare", "nsenter", "ip") if shutil.which(tool) is None]
+    return f"no {' or '.join(missing)} on PATH" if missing else None
+
+
+@pytest.fixture(scope="session")
+def loopback_only() -> list[str]:
+    """A command prefix that runs a process in a network namespace where only ``lo`` is up.
+
+    torchrun's rendezvous store binds ``*:PORT`` whatever the endpoint's host, so a test that starts it
+    must not do so in the machine's own namespace. Processes started with this prefix share one namespace
+    (two "nodes" can meet in it) and this machine's files and process ids."""
+    why_not = _why_no_network_namespace()
+    if why_not:
+        pytest.skip(why_not)
+    holder = subprocess.Popen(["unshare", "--net", "sh", "-c", "ip link set lo up && echo up && exec sleep infinity"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if holder.stdout.readline().strip() != "up":
+            pytest.skip(f"could not make a network namespace: {holder.stderr.read().strip()[-300:]}")
+        yield ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--"]
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 @pytest.fixture(autouse=True, scope="session")

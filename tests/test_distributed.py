@@ -114,6 +114,25 @@ def test_a_rank_killed_without_a_word_is_named_with_its_signal(tmp_path):
     assert error.exit_code == 1
 
 
+def test_a_killed_rank_is_the_cause_even_when_its_peer_reported_the_broken_connection(tmp_path):
+    folder = _failure_folder(tmp_path, errors=[
+        {"rank": 0, "message": "RuntimeError: [gloo] Read error [127.0.0.1]:31971: Connection reset by peer",
+         "exit_code": 1, "time": 5.0, "traceback_file": "t0"}],
+        ranks=[{"rank": 0, "exitcode": 1, "signal": None, "time": 6.0},
+               {"rank": 1, "exitcode": -9, "signal": "SIGKILL", "time": 7.0}])
+    error = failure_error(folder, TrainSection(distributed={"nproc_per_node": 2}), folder / "job.json")
+    assert str(error).startswith("train under torchrun: rank 1 of 2 was killed by SIGKILL"), str(error)
+
+
+def test_ranks_torchrun_stopped_are_not_the_cause(tmp_path):
+    folder = _failure_folder(tmp_path, errors=[
+        {"rank": 1, "message": "ValueError: bad", "exit_code": 1, "time": 5.0, "traceback_file": "t1"}],
+        ranks=[{"rank": 0, "exitcode": -15, "signal": "SIGTERM", "time": 6.0},
+               {"rank": 1, "exitcode": 1, "signal": None, "time": 6.0}])
+    error = failure_error(folder, TrainSection(distributed={"nproc_per_node": 2}), folder / "job.json")
+    assert str(error).startswith("train under torchrun: rank 1 of 2 failed: ValueError: bad"), str(error)
+
+
 def test_fp16_needs_cuda():
     from edgekit.train.loop import _mixed_precision
 

@@ -38,9 +38,10 @@ OVERRIDES = ["--set", "model.resolution=32", "--set", "train.threads=1", "--set"
 TWO = ["--nproc-per-node", "2"]
 
 
-def _build(out: Path, *extra: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out), *OVERRIDES,
-                           *extra], capture_output=True, text=True, cwd=REPO, timeout=timeout,
+def _build(out: Path, *extra: str, env: dict | None = None, timeout: float = 600,
+           prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out),
+                           *OVERRIDES, *extra], capture_output=True, text=True, cwd=REPO, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
 
@@ -62,10 +63,10 @@ def single(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory) -> Path:
+def two(tmp_path_factory, loopback_only) -> Path:
     """Float training and QAT on 2 processes, up to the quantize stage."""
     out = tmp_path_factory.mktemp("two") / "build"
-    done = _build(out, *TWO, "--until", "quantize")
+    done = _build(out, *TWO, "--until", "quantize", prefix=loopback_only)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -117,11 +118,11 @@ def _rank_pids(job_file: Path) -> dict[int, int]:
     return pids
 
 
-def test_kill_any_rank_then_rerun_resumes_from_the_checkpoint(two, tmp_path):
+def test_kill_any_rank_then_rerun_resumes_from_the_checkpoint(two, tmp_path, loopback_only):
     out = tmp_path / "build"
     victim = random.Random().choice([0, 1])
-    command = [sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out), *OVERRIDES, *TWO,
-               "--until", "train"]
+    command = [*loopback_only, sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out),
+               *OVERRIDES, *TWO, "--until", "train"]
     build = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
@@ -129,6 +130,10 @@ def test_kill_any_rank_then_rerun_resumes_from_the_checkpoint(two, tmp_path):
             time.sleep(0.05)
         pids = _rank_pids(out.resolve() / ".edgekit/distributed/job.json")
         assert build.poll() is None and set(pids) == {0, 1}, (pids, build.poll())
+        listening = subprocess.run([*loopback_only, "ss", "-ltnH"], capture_output=True, text=True).stdout.split("\n")
+        addresses = [line.split()[3] for line in listening if line.strip()]
+        assert addresses and all(address.startswith(("127.0.0.1:", "[::1]:")) for address in addresses), \
+            f"the build listens beyond the loopback: {addresses}"
         os.kill(pids[victim], signal.SIGKILL)
         _stdout, stderr = build.communicate(timeout=120)
     finally:
@@ -140,7 +145,7 @@ def test_kill_any_rank_then_rerun_resumes_from_the_checkpoint(two, tmp_path):
     assert (out / "train/checkpoint.pt").exists()
     assert not _rank_pids(out.resolve() / ".edgekit/distributed/job.json"), "a rank outlived the build"
 
-    rerun = _build(out, *TWO, "--until", "train")
+    rerun = _build(out, *TWO, "--until", "train", prefix=loopback_only)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     training = _report(out)["training"]
     assert training["resumed_from_step"] >= 25, training["resumed_from_step"]  # smoke: checkpoint_every_steps 25
@@ -148,10 +153,10 @@ def test_kill_any_rank_then_rerun_resumes_from_the_checkpoint(two, tmp_path):
         "the resumed build's weights differ from the uninterrupted build's"
 
 
-def test_a_failing_rank_stops_the_other_within_seconds_and_is_reported_in_one_line(tmp_path):
+def test_a_failing_rank_stops_the_other_within_seconds_and_is_reported_in_one_line(tmp_path, loopback_only):
     out = tmp_path / "build"
     env = {"EDGEKIT_FAIL_RANK": "1:3", "EDGEKIT_NO_PROGRESS": "0"}
-    done = _build(out, *TWO, "--until", "train", env=env, timeout=300)
+    done = _build(out, *TWO, "--until", "train", env=env, timeout=300, prefix=loopback_only)
     ended = time.time()
     assert done.returncode == 1, done.stderr[-3000:]
     lines = [line.strip() for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
@@ -169,7 +174,7 @@ def test_a_failing_rank_stops_the_other_within_seconds_and_is_reported_in_one_li
     assert not _rank_pids(out.resolve() / ".edgekit/distributed/job.json"), "a rank outlived the build"
 
 
-def test_two_nodes_meet_at_node_zero_and_the_other_node_leaves_when_it_is_done(tmp_path):
+def test_two_nodes_meet_at_node_zero_and_the_other_node_leaves_when_it_is_done(tmp_path, loopback_only):
     """Two "nodes" of one process each on this machine (--nnodes 2, node ranks 0 and 1, node 0's endpoint on
     127.0.0.1, one shared build directory): node 0 runs the build, node 1 takes part in the training job and
     exits when node 0 sends ``finished``."""
@@ -178,7 +183,8 @@ def test_two_nodes_meet_at_node_zero_and_the_other_node_leaves_when_it_is_done(t
     out = tmp_path / "build"
     nodes = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
     short = ["--set", "train.epochs=0.1", "--until", "train"]
-    command = [sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out), *OVERRIDES, *nodes, *short]
+    command = [*loopback_only, sys.executable, "-m", "edgekit.cli", "build", str(SMOKE), "--out", str(out), *OVERRIDES,
+               *nodes, *short]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
     other = subprocess.Popen([*command, "--node-rank", "1"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -193,3 +199,14 @@ def test_two_nodes_meet_at_node_zero_and_the_other_node_leaves_when_it_is_done(t
     assert "node 1: took part in 1 training job(s)" in other_out
     assert _report(out)["training"]["distributed"] == {"world_size": 2, "backend": "gloo",
                                                         "per_process_batch_size": 32, "nodes": 2}
+
+
+@pytest.mark.parametrize("freeze", ["backbone", "backbone_then_all"])
+def test_fine_tuning_freezes_under_two_processes(tmp_path, loopback_only, freeze):
+    """DistributedDataParallel registers the parameters that train when it is built: the head-only phase and
+    the thaw must each get a wrapper of their own, or the ranks stop or drift apart (check_in_sync fails)."""
+    out = tmp_path / "build"
+    done = _build(out, *TWO, "--set", "train.epochs=0.3", "--set", f"train.freeze={freeze}", "--set",
+                  "train.unfreeze_after=0.5", "--until", "train", timeout=300, prefix=loopback_only)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _report(out)["training"]["distributed"]["world_size"] == 2

@@ -241,16 +241,12 @@ def _qnn_cycles_child(model_path: str, image_path: str, folder: str, backend_pat
     import onnx
     import onnxruntime as ort
     import onnxruntime_qnn
-    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
 
-    model = onnx.load(model_path)
-    for value in model.graph.input:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param:
-                make_dim_param_fixed(model.graph, dim.dim_param, 1)  # the HTP takes static shapes only
-    fix_output_shapes(model)
+    from edgekit.targets.qnn import static_batch
+
     fixed = Path(folder) / "fixed.onnx"
-    onnx.save(model, str(fixed))
+    static_batch(Path(model_path), fixed)  # the HTP takes static shapes only
+    model = onnx.load(str(fixed))
     op_types = {node.name: node.op_type for node in model.graph.node}
     ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
     devices = [device for device in ort.get_ep_devices() if device.ep_name == "QNNExecutionProvider"]

@@ -10,13 +10,18 @@ then names those nodes. Simulator wall time is no device latency: the on-device 
 and the EP is registered once per process): op coverage (nodes HTP takes with fallback allowed),
 strict-mode compile, output agreement with the CPU EP, and the ahead-of-time EP-context model for the
 profile's ``htp_arch`` / ``soc_model``.
+
+The HTP compiles static shapes only, and edgekit's ONNX files have a dynamic batch: ``put`` and ``check``
+pin it to 1 in a copy (``static_batch``), so a build's own files go through as they are.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -89,6 +94,17 @@ class QnnHtpTarget(LocalTarget):
             self.check(self.workdir / model, timeout=timeout, coverage_only=True)  # raises naming the rejected nodes
         return result
 
+    def put(self, local: Path, remote_name: str) -> str:
+        """A dynamic-batch .onnx lands with its batch pinned to 1, the only shape the HTP compiles."""
+        if Path(local).suffix != ".onnx":
+            return super().put(local, remote_name)
+        destination = self._path(remote_name)
+        try:
+            static_batch(Path(local), destination)
+        except OSError as exc:
+            raise TargetError(f"{self.name}: cannot copy {local} to the work directory: {exc.strerror or exc}") from None
+        return str(destination)
+
     def check(self, model: Path, *, inputs: Path | None = None, context_out: Path | None = None,
               timeout: float = 900.0, coverage_only: bool = False) -> dict:
         """Coverage, strict compile, agreement with the CPU EP, EP-context model; QnnUnsupportedOps if rejected."""
@@ -121,6 +137,26 @@ def _model_argument(args: list[str]) -> str | None:
     if len(args) >= 2 and Path(args[0]).name == "ondevice.py":
         return args[1]
     return None
+
+
+def static_batch(source: Path, destination: Path, batch: int = 1) -> bool:
+    """Copy ``source`` to ``destination`` with every symbolic input dimension fixed to ``batch`` (and the
+    output shapes inferred again); False when it had none, and the copy is the same bytes."""
+    import onnx
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    model = onnx.load(str(source))
+    symbols = {dim.dim_param for value in model.graph.input for dim in value.type.tensor_type.shape.dim
+               if dim.dim_param}
+    if not symbols:
+        if Path(source).resolve() != Path(destination).resolve():
+            shutil.copyfile(source, destination)
+        return False
+    for symbol in sorted(symbols):
+        make_dim_param_fixed(model.graph, symbol, batch)
+    fix_output_shapes(model)
+    onnx.save(model, str(destination))
+    return True
 
 
 # ---- the check itself: runs in a subprocess (`python -m edgekit.targets.qnn MODEL ...`) ----
@@ -213,20 +249,25 @@ def main(argv: list[str] | None = None) -> int:
 
     backend = args.backend or onnxruntime_qnn.get_qnn_htp_path()
     ort.register_execution_provider_library(EP_NAME, onnxruntime_qnn.get_library_path())
-    report = {"model": Path(args.model).name, "simulated": True, "coverage": coverage(ort, args.model, backend),
-              "strict": {"ok": False, "error": None}, "agreement": None, "context": None}
-    if not args.coverage_only and not report["coverage"]["unsupported"]:
-        try:
-            session = _session(ort, args.model, backend, strict=True)
-            report["strict"]["ok"] = True
-        except Exception as exc:
-            report["strict"]["error"] = _one_line(exc)
-        if report["strict"]["ok"]:
-            images = _inputs(session, args.inputs)
-            report["agreement"] = agreement(ort, args.model, session, images)
-            if args.context_out:
-                report["context"] = context_binary(ort, args.model, backend, args.context_out, args.htp_arch,
-                                                   args.soc_model, images[:1])
+    with tempfile.TemporaryDirectory(prefix="edgekit-qnn-") as folder:
+        model = Path(folder) / "batch1.onnx"
+        pinned = static_batch(Path(args.model), model)
+        model = str(model if pinned else args.model)
+        report = {"model": Path(args.model).name, "simulated": True, "batch_pinned_to_1": pinned,
+                  "coverage": coverage(ort, model, backend), "strict": {"ok": False, "error": None},
+                  "agreement": None, "context": None}
+        if not args.coverage_only and not report["coverage"]["unsupported"]:
+            try:
+                session = _session(ort, model, backend, strict=True)
+                report["strict"]["ok"] = True
+            except Exception as exc:
+                report["strict"]["error"] = _one_line(exc)
+            if report["strict"]["ok"]:
+                images = _inputs(session, args.inputs)
+                report["agreement"] = agreement(ort, model, session, images)
+                if args.context_out:
+                    report["context"] = context_binary(ort, model, backend, args.context_out, args.htp_arch,
+                                                       args.soc_model, images[:1])
     print(json.dumps(report))
     return 0
 

@@ -23,6 +23,7 @@ node 0 sends the ``finished`` job. See docs/distributed.md.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -292,6 +293,7 @@ def _launch(train_config, rendezvous: Rendezvous, job_file: Path, node_file: Pat
     command = [sys.executable, "-m", "edgekit.train.distributed", "launch", str(failures_file),
                *torchrun_arguments(train_config, rendezvous, job_file, node_file)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads_per_process(train_config))}
+    env.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # c10d's warnings (a peer's host name it cannot look up, ...)
     if train_config.distributed.nnodes == 1:
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one node: the ranks talk over the loopback only
     launcher = subprocess.Popen(command, env=env, preexec_fn=_stop_with_parent)
@@ -315,14 +317,26 @@ def _stop_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+#: how torchrun stops the ranks that are left after one failed: a rank that died of it is not a cause
+STOPPED_BY_TORCHRUN = {"SIGTERM", "SIGINT"}
+
+
 def failure_error(folder: Path, train_config, job_file: Path) -> EdgekitError:
-    """One line for a failed torchrun: the first rank that reported an error, else the first that died."""
+    """One line for a failed torchrun, naming the cause: a rank killed from outside (the OOM killer, a user's
+    SIGKILL, a crash), whose peers then report only a broken connection; else the first rank that reported an
+    error; else the first that died."""
     processes_in_all = processes(train_config)
     stage = STAGE_OF_JOB.get(_job_kind(job_file), "training")
     errors = sorted((json.loads(path.read_text()) for path in (folder / "errors").glob("rank-*.json")),
                     key=lambda error: error["time"])
     failures = json.loads((folder / "failures.json").read_text()) if (folder / "failures.json").exists() else {}
     kept = "; the ranks were stopped and the last checkpoint is kept: rerun the same command to resume"
+    killed = [failure for failure in failures.get("ranks", [])
+              if failure["signal"] and failure["signal"] not in STOPPED_BY_TORCHRUN]
+    if killed:
+        first = min(killed, key=lambda failure: failure["time"])
+        return EdgekitError(f"{stage} under torchrun: rank {first['rank']} of {processes_in_all} was killed by "
+                            f"{first['signal']}{kept}")
     if errors:
         first = errors[0]
         error = EdgekitError(f"{stage} under torchrun: rank {first['rank']} of {processes_in_all} failed: "
@@ -358,6 +372,7 @@ def launch_main(failures_file: str, torchrun_args: list[str]) -> int:
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
+    _store_on_loopback_endpoints()
     try:
         run(parse_args(torchrun_args))
     except ChildFailedError as failed:
@@ -372,6 +387,30 @@ def launch_main(failures_file: str, torchrun_args: list[str]) -> int:
         write_json(Path(failures_file), {"launcher": f"{type(exc).__name__}: {_first_line(exc)}"})
         return 1
     return 0
+
+
+def _store_on_loopback_endpoints() -> None:
+    """torch's TCPStore server listens on every interface whatever host it is given: for a rendezvous
+    endpoint on the loopback (every one-node build), node 0's store is handed a socket bound to that
+    address instead, so nothing of the build can be reached from the network. Other endpoints keep
+    torch's behaviour (docs/distributed.md says so)."""
+    from torch.distributed.elastic.rendezvous import static_tcp_rendezvous
+
+    make_store = static_tcp_rendezvous.TCPStore
+
+    def store(host, port, world_size=None, is_master=False, *args, **kwargs):
+        if is_master and _is_loopback(host) and "master_listen_fd" not in kwargs:
+            server = socket.create_server((host, port), backlog=128)
+            kwargs.update(master_listen_fd=server.detach(), use_libuv=True)  # the store owns the socket now
+        return make_store(host, port, world_size, is_master, *args, **kwargs)
+
+    static_tcp_rendezvous.TCPStore = store
+
+
+def _is_loopback(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return host == "localhost"
 
 
 def worker_main(job_file: str, backend: str, node_file: str) -> int:

@@ -12,6 +12,7 @@ augmentation and dropout from (seed, step, rank), and rank 0 alone checkpoints a
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -154,7 +155,7 @@ def train(
     start_step = _resume(checkpoint_path, checkpoint_key, model, optimizer, history)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     model.train()
-    trained = _compiled(distributed.wrap(model), config)
+    trained = None
     autocast, scaler = _mixed_precision(config, device)
     frozen = None
     started = time.perf_counter()
@@ -167,6 +168,11 @@ def train(
             if config.freeze != "none" and backbone_frozen(config, step, total_steps) != frozen:
                 frozen = backbone_frozen(config, step, total_steps)
                 set_backbone_frozen(model, frozen)
+                # DistributedDataParallel reduces the parameters that trained when it was built: rebuild it
+                trained = None
+                gc.collect()  # the old wrapper's gradient hooks go with it, before the new one adds its own
+            if trained is None:
+                trained = _compiled(distributed.wrap(model), config)
             epoch, index_in_epoch = divmod(step, per_epoch)
             images, labels = _batch(dataset, transform, seed, epoch, index_in_epoch, batch_size, step)
             images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)

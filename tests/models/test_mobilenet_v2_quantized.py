@@ -113,24 +113,27 @@ def test_files_agree_with_their_torch_graph(tiny_v2, file, backend):
 
 
 def test_qnn_htp_takes_the_int8_onnx_in_strict_mode(tiny_v2):
-    """With the batch pinned to 1: the HTP takes no graph with a dynamic batch (v1's files neither)."""
+    """The build's own file, dynamic batch and all: the target pins the batch to 1 (the HTP compiles static
+    shapes only), in the check and in the file it puts for the on-device script."""
     import onnx
 
     from edgekit.targets import make_target
     from targets.conftest_models import serve_or_skip
-    from targets.test_qnn import profile
+    from targets.test_qnn import SCRIPT, profile
 
-    model = onnx.load(str(tiny_v2.files["pt2e.onnx"]))
-    for value in (*model.graph.input, *model.graph.output):
-        value.type.tensor_type.shape.dim[0].dim_value = 1
-    batch_one = tiny_v2.folder / "pt2e_batch1.onnx"
-    onnx.save(model, str(batch_one))
+    dynamic = tiny_v2.files["pt2e.onnx"]
+    assert onnx.load(str(dynamic)).graph.input[0].type.tensor_type.shape.dim[0].dim_param, "expected a dynamic batch"
     inputs = tiny_v2.folder / "inputs.npz"
     np.savez(inputs, images=tiny_v2.images[:8].numpy().astype(np.float32), labels=tiny_v2.labels[:8])
     for htp in serve_or_skip(make_target(profile(), check_available=False), "qnn-htp"):
-        report = htp.check(batch_one, inputs=inputs)
+        report = htp.check(dynamic, inputs=inputs)
+        assert report["batch_pinned_to_1"] is True
         assert report["strict"] == {"ok": True, "error": None} and report["coverage"]["fraction"] == 1.0
         assert "Add" in report["coverage"]["op_types"] and report["agreement"]["top1_agreement"] >= 0.75
+        script, remote = htp.put(SCRIPT, "ondevice.py"), htp.put(dynamic, "v2_int8.onnx")
+        result = htp.run(["python3", script, remote, "--provider", "qnn-htp", "--warmup", "1", "--min-runs", "2",
+                          "--min-seconds", "0"], timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("file", ["pt2e.onnx", "nncf.onnx"])

@@ -14,7 +14,7 @@ from onnx import helper
 from edgekit.profile.devices import DeviceProfile
 from edgekit.targets import make_target
 from edgekit.targets.qnn import QnnHtpTarget, QnnUnsupportedOps
-from targets.conftest_models import serve_or_skip
+from targets.conftest_models import RESOLUTION, serve_or_skip
 from targets.test_local import TargetContract
 
 SCRIPT = Path(__file__).resolve().parents[2] / "edgekit" / "profile" / "ondevice.py"
@@ -82,6 +82,28 @@ def test_profiling_script_run_of_a_rejected_model_is_a_target_error(htp, with_er
     with pytest.raises(QnnUnsupportedOps, match=r"with_erf\.onnx: the HTP rejects .*Erf \(gelu_erf\)"):
         htp.run(["python3", script, remote, "--provider", "qnn-htp", "--min-runs", "1", "--min-seconds", "0"],
                 timeout=600)
+
+
+def test_static_batch_pins_a_dynamic_batch_and_copies_a_static_file(models, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from edgekit.export.onnx import write_onnx
+    from edgekit.targets.qnn import static_batch
+
+    dynamic = write_onnx(models.torch_model, torch.zeros(1, 3, RESOLUTION, RESOLUTION), tmp_path / "dynamic.onnx",
+                         opset=17)
+    pinned = tmp_path / "pinned.onnx"
+    assert static_batch(dynamic, pinned) is True
+    graph = onnx.load(pinned).graph
+    assert [dim.dim_value for dim in graph.input[0].type.tensor_type.shape.dim] == [1, 3, RESOLUTION, RESOLUTION]
+    assert [dim.dim_value for dim in graph.output[0].type.tensor_type.shape.dim] == [1, 10]
+    image = np.load(models.inputs_npz)["images"][:1].astype(np.float32)
+    outputs = [ort.InferenceSession(str(path)).run(None, {"input": image})[0] for path in (dynamic, pinned)]
+    np.testing.assert_array_equal(*outputs)
+    copy = tmp_path / "copy.onnx"
+    assert static_batch(pinned, copy) is False and copy.read_bytes() == pinned.read_bytes()
 
 
 def test_missing_plugin_is_unavailable_with_the_setup_hint(monkeypatch):
