@@ -355,6 +355,10 @@ def _float_layers(recipe: Recipe, backend, float_model, example, calibration) ->
     if config.max_drop is None:
         return kept, {}
     images, labels = _test_images_and_labels(recipe, config.sensitivity_samples)
+    if backend.name != "pt2e":  # the search switches the PT2E graph's quantize/dequantize pairs
+        from edgekit.quantize import get_backend
+
+        backend = get_backend("pt2e")
     sensitivity, search = select_float_layers(backend, float_model, example, calibration, images, labels,
                                               per_channel=config.weights == "per_channel",
                                               max_drop=config.max_drop, always_float=kept)

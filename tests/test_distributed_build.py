@@ -36,6 +36,7 @@ SMOKE = REPO / "recipes/smoke.yaml"
 OVERRIDES = ["--set", "model.resolution=32", "--set", "train.threads=1", "--set", "export.formats=[onnx]",
              "--set", "evaluate.runtimes=[onnxruntime]"]
 TWO = ["--nproc-per-node", "2"]
+KEPT_FLOAT = "features.block7.pw.conv"
 
 
 def _build(out: Path, *extra: str, env: dict | None = None, timeout: float = 600,
@@ -64,9 +65,10 @@ def single(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def two(tmp_path_factory, loopback_only) -> Path:
-    """Float training and QAT on 2 processes, up to the quantize stage."""
+    """Float training and QAT on 2 processes keeping one layer in float, up to the int8 export."""
     out = tmp_path_factory.mktemp("two") / "build"
-    done = _build(out, *TWO, "--until", "quantize", prefix=loopback_only)
+    done = _build(out, *TWO, "--set", f"quantize.keep_float=[{KEPT_FLOAT}]", "--until", "export_int8",
+                  prefix=loopback_only)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -101,6 +103,25 @@ def test_qat_on_two_processes_keeps_the_float_accuracy(two):
     top1 = {method: 100.0 * float((reference[method].argmax(1) == labels).mean()) for method in ("float", "qat")}
     assert top1["float"] > 50, top1
     assert top1["qat"] >= top1["float"] - 3.0, top1  # the smoke gate allows 2 points on 1000 images
+
+
+def test_qat_on_two_processes_keeps_the_float_layers_float(two):
+    """The ranks' QAT models leave ``quantize.keep_float`` unquantized: rank 0 restores their state into a
+    model prepared with the kept layer (strictly: a state with that layer's quantizers would not load), and
+    the int8 file runs exactly that layer as a float kernel."""
+    import torch
+
+    from edgekit.models.layers import model_layers
+    from edgekit.recipe import load_recipe
+    from edgekit.models import create_model
+    from edgekit.runtimes import check_int8
+
+    qat_onnx = two / "int8/qat.onnx"
+    recipe = load_recipe(SMOKE, ["model.resolution=32"])
+    model = create_model(recipe.model.arch, num_classes=recipe.model.num_classes, **recipe.model.options)
+    layers = [layer.name for layer in model_layers(model, torch.zeros(1, 3, 32, 32))]
+    result = check_int8(qat_onnx, "onnxruntime", expected_float=(KEPT_FLOAT,), layers=layers)
+    assert result["ok"] and result["float_layers"] == [KEPT_FLOAT], result
 
 
 def _rank_pids(job_file: Path) -> dict[int, int]:

@@ -35,22 +35,24 @@ def write_onnx(module: nn.Module, example: torch.Tensor, path: Path, *, opset: i
 
 
 def _keep_float_layers_float(path: Path) -> None:
-    """A Conv/Gemm with float weights fed by a DequantizeLinear (a layer ``quantize.keep_float`` left in float)
-    reads its input through an unbounded Clip, an identity.
+    """In an int8 file, a Conv/Gemm with float weights (a layer ``quantize.keep_float`` left in float) reads
+    its input through an unbounded Clip, an identity.
 
     onnxruntime's WeightBiasQuantization (basic level, every session) quantizes the float weights of any
-    Conv/Gemm whose input comes straight from a DequantizeLinear, and the layer would run as an int8 kernel."""
+    Conv/Gemm whose input comes from a DequantizeLinear, and the layer would run as an int8 kernel. The
+    DequantizeLinear need not be its producer in the file: the same optimiser first moves Q/DQ pairs
+    across Reshape and Flatten (the classifier's input), so every float-weight layer gets the Clip."""
     import onnx
     from onnx import helper
 
     model = onnx.load(str(path))
     graph = model.graph
+    if not any(node.op_type == "DequantizeLinear" for node in graph.node):
+        return  # a float file
     float_weights = {tensor.name for tensor in graph.initializer if tensor.data_type == onnx.TensorProto.FLOAT}
-    producers = {output: node for node in graph.node for output in node.output}
     changed = False
     for node in list(graph.node):
-        source = producers.get(node.input[0]) if node.op_type in ("Conv", "Gemm") else None
-        if source is None or source.op_type != "DequantizeLinear" or node.input[1] not in float_weights:
+        if node.op_type not in ("Conv", "Gemm") or node.input[1] not in float_weights:
             continue
         identity = helper.make_node("Clip", [node.input[0]], [f"{node.name}_float_input"],
                                     name=f"{node.name}_keep_float")

@@ -36,18 +36,24 @@ class NNCFBackend(QuantizationBackend):
 
     def __init__(self):
         self.example = None  # convert traces the model once to find which quantizer guards which weight
+        self.kept_layers: tuple[str, ...] = ()
 
     def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
                 calibration: list[torch.Tensor]) -> nn.Module:
         """Fold BN, then quantize and calibrate on every calibration batch (PTQ and QAT alike)."""
         import nncf
 
+        from edgekit.quantize.keep_float import resolve_keep_float
+
         self.example = example[:1].clone()
+        self.kept_layers = resolve_keep_float(model, scheme.keep_float)
         folded = fold_batch_norms(model)
+        float_biases = {name: folded.get_submodule(name).bias.detach().clone() for name in self.kept_layers}
         with _quiet_progress():
             # NNCF counts dataset items, not images: each item here is one calibration batch.
             prepared = nncf.quantize(folded, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,
                                      subset_size=len(calibration), advanced_parameters=_advanced_parameters(scheme))
+        keep_weights_float(prepared, float_biases)
         _pin_zero_lower_bounds(prepared)
         return prepared
 
@@ -108,6 +114,26 @@ class NNCFBackend(QuantizationBackend):
         prepared.load_state_dict(state["state"])
         _pin_zero_lower_bounds(prepared)
         return prepared
+
+
+@torch.no_grad()
+def keep_weights_float(prepared: nn.Module, float_biases: dict[str, torch.Tensor]) -> None:
+    """``quantize.keep_float`` for NNCF: drop the weight quantizer of each kept layer and give it back the
+    bias it had before NNCF's bias correction (which corrected for the rounding of weights that now stay
+    float). The layer's input quantizer stays, as in the PT2E backend, so its neighbours remain int8 and the
+    exported layer is a float Conv/Gemm between them. (NNCF's own ``ignored_scope`` drops the input
+    quantizer too, which leaves the previous layer's output, and so that layer, in float.)"""
+    from nncf.torch.function_hook.wrapper import get_hook_storage
+
+    weight_quantizers = get_hook_storage(prepared).pre_hooks
+    for name, bias in float_biases.items():
+        module = prepared.get_submodule(name)
+        op = f"{name.replace('.', '/')}/{'linear' if isinstance(module, nn.Linear) else 'conv2d'}/0"
+        key = f"{op}__1"  # the weight is input 1 of conv2d and linear
+        if key not in weight_quantizers:
+            raise UserInputError(f"quantize.keep_float: NNCF placed no weight quantizer on {name} ({op})")
+        del weight_quantizers[key]
+        module.bias.copy_(bias)
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:

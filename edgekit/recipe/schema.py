@@ -220,8 +220,8 @@ class QuantizeSection(Section):
     lr: FiniteFloat = Field(1e-4, gt=0, le=1e6, description="QAT learning rate.")
     freeze_bn_after: FiniteFloat = Field(0.5, ge=0, le=1, description="Freeze BN statistics after this fraction of the QAT steps.")
     freeze_observers_after: FiniteFloat = Field(0.75, ge=0, le=1, description="Freeze quantiser ranges after this fraction of the QAT steps.")
-    keep_float: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field([], max_length=1000, description="Conv/FC layers left in float in every int8 file, by module name or glob (`features.block7.pw.conv`, `features.block1*`, `classifier`; `edgekit analyze` ranks them). The int8 kernel check then expects exactly these as float kernels. A name or glob that matches no layer is an error. `pt2e` backend only.")
-    max_drop: Optional[FiniteFloat] = Field(None, ge=0, le=100, description="Also keep in float, one at a time, the layers the sensitivity ranking puts worst, until PTQ's top-1 drop vs float is at most this many points (torch, simulated, on `quantize.sensitivity_samples` test images); the steps are in the report. `pt2e` backend only.")
+    keep_float: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field([], max_length=1000, description="Conv/FC layers left in float in every int8 file, by module name or glob (`features.block7.pw.conv`, `features.block1*`, `classifier`; `edgekit analyze` ranks them). The int8 kernel check then expects exactly these as float kernels. A name or glob that matches no layer is an error. Both backends (NNCF: the layer's weight quantizer is removed, its input stays int8).")
+    max_drop: Optional[FiniteFloat] = Field(None, ge=0, le=100, description="Also keep in float, one at a time, the layers the sensitivity ranking puts worst, until PTQ's top-1 drop vs float is at most this many points (torch, simulated, on `quantize.sensitivity_samples` test images); the steps are in the report. The search runs on the PT2E graph whichever backend the build uses; the layers it picks are then kept float in that backend.")
     sensitivity_samples: StrictInt = Field(1000, ge=10, le=MAX_COUNT, description="Test images (the first of the evaluation subset) that the sensitivity ranking and the `max_drop` search evaluate on.")
 
 
@@ -294,14 +294,10 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _kept_layers_exist(self) -> "Recipe":
-        """Every ``quantize.keep_float`` name or glob names a conv/FC of the model; only PT2E keeps layers float."""
+        """Every ``quantize.keep_float`` name or glob names a conv/FC of the model."""
         config = self.quantize
         if not config.keep_float and config.max_drop is None:
             return self
-        if config.backend == "nncf":
-            key = "keep_float" if config.keep_float else "max_drop"
-            raise _error("keep_float_backend", ("quantize", key), "the nncf backend cannot keep layers in float "
-                         "(not implemented); use quantize.backend: pt2e or auto", getattr(config, key))
         from edgekit.errors import UserInputError
         from edgekit.models import create_model
         from edgekit.quantize.keep_float import resolve_keep_float

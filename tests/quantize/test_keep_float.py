@@ -79,3 +79,60 @@ def test_kept_layers_run_float_in_the_runtime_and_compute_what_torch_computes(ke
     # float kernels between int8 ones round differently from torch: a few output steps apart, rarely more
     assert np.abs(logits - reference).max() <= 8 * step and np.abs(logits - reference).mean() <= step, step
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.95
+
+
+# --- the NNCF backend (ONNX only): the same layers and the classifier -----------------------------------------
+
+NNCF_KEPT = (*KEPT, "classifier")
+
+
+@pytest.fixture(scope="module")
+def nncf_kept(tmp_path_factory, trained_tiny):
+    from edgekit.export.onnx import write_onnx
+    from edgekit.quantize import get_backend
+    from edgekit.quantize.algorithm import ptq
+
+    torch.set_num_threads(1)
+    calibration = trained_tiny.transform(trained_tiny.train_set.load(torch.arange(64)))
+    backend = get_backend("nncf")
+    example = calibration[:2]
+    quantized = ptq(backend, trained_tiny.model(), example, list(calibration.split(32)), per_channel=True,
+                    keep_float=NNCF_KEPT)
+    path = write_onnx(quantized.converted, example, tmp_path_factory.mktemp("nncf-keep-float") / "int8.onnx",
+                      opset=17, **backend.export_options(quantized.converted, "onnx"))
+    return quantized.converted, path
+
+
+def test_nncf_keeps_exactly_the_kept_layers_float(nncf_kept, forward_order):
+    _converted, path = nncf_kept
+    expected = check_int8(path, "onnxruntime", expected_float=NNCF_KEPT, layers=forward_order)
+    assert expected["ok"], expected
+    assert (expected["int8"], expected["float"]) == (25, 3) and sorted(expected["float_layers"]) == sorted(NNCF_KEPT)
+
+
+def test_nncf_kept_layers_compute_what_torch_computes(nncf_kept, trained_tiny, images):
+    converted, path = nncf_kept
+    records = per_layer_errors(path, "onnxruntime", trained_tiny.model(), images)
+    assert sorted(record["layer"] for record in records if record["kernel"] == "float") == sorted(NNCF_KEPT)
+    logits = get_runtime("onnxruntime").load(path, threads=1).run(images)
+    with torch.no_grad():
+        reference = converted(torch.from_numpy(images)).numpy()
+    step = float(np.abs(reference).max()) / 127
+    assert np.abs(logits - reference).max() <= 8 * step and (logits.argmax(1) == reference.argmax(1)).mean() >= 0.95
+
+
+def test_nncf_keep_float_restores_from_its_saved_state(nncf_kept, trained_tiny):
+    """QAT's checkpoint and the export stage rebuild the NNCF model from its saved state: the kept layers stay
+    without weight quantizers."""
+    from edgekit.quantize import QuantScheme, get_backend
+    from edgekit.quantize.algorithm import ptq
+
+    backend = get_backend("nncf")
+    calibration = trained_tiny.transform(trained_tiny.train_set.load(torch.arange(32)))
+    scheme = QuantScheme(per_channel_weights=True, qat=False, keep_float=NNCF_KEPT)
+    prepared = ptq(backend, trained_tiny.model(), calibration[:2], [calibration], per_channel=True,
+                   keep_float=NNCF_KEPT).prepared
+    restored = backend.restore(trained_tiny.model(), calibration[:2], scheme, backend.state_dict(prepared))
+    with torch.no_grad():
+        torch.testing.assert_close(backend.convert(restored)(calibration), backend.convert(prepared)(calibration))
+    assert len(backend.no_weight_decay(restored)) == len(backend.no_weight_decay(prepared))
