@@ -8,7 +8,8 @@ layers are not affected by the hint.
 
 Is it int8: the compiled model's runtime graph (``get_runtime_model()``) gives each executed layer its
 ``layerType`` and ``runtimePrecision``; a Convolution / FullyConnected / MatMul / Deconvolution running
-in i8 or u8 is an int8 kernel, in anything else a float one.
+in i8 or u8 is an int8 kernel, in anything else a float one. A residual add counts too, through the layer
+it was fused into (``originalLayersNames``).
 """
 
 from __future__ import annotations
@@ -66,19 +67,41 @@ class OpenVINORuntime(Runtime):
                 "float_precision": self.precision}
 
     def count_int8_kernels(self, path: Path) -> tuple[list[str], list[str]]:
-        """(int8 layers, float layers) among the convs and matmuls of the compiled runtime graph."""
+        """(int8 layers, float layers) among the convs and matmuls of the compiled runtime graph, and the
+        file's residual adds: the CPU plugin fuses an int8 add into the convolution before it (a sum
+        post-op), so an add is int8 when the runtime layer it ended up in runs in i8/u8."""
         _, compiled = compile_model(path, 1, self.precision)
         int8_ops, float_ops = [], []
+        holder_of: dict[str, tuple[str, str]] = {}  # an original node name -> (layer type, precision)
         for layer in compiled.get_runtime_model().get_ordered_ops():
             info = layer.get_rt_info()
-            layer_type = _rt_value(info, "layerType")
+            layer_type, precision = _rt_value(info, "layerType"), _rt_value(info, "runtimePrecision")
+            for original in _rt_value(info, "originalLayersNames").split(","):
+                holder_of[original] = (layer_type, precision)
             if layer_type not in COMPUTE_LAYERS:
                 continue
-            precision = _rt_value(info, "runtimePrecision")
             label = f"{layer_type}({layer.get_friendly_name()})"
             (int8_ops if precision in INT8_PRECISIONS else float_ops).append(
                 label if precision in INT8_PRECISIONS else f"{label}[{precision}]")
+        for add in _onnx_adds(path):
+            layer_type, precision = holder_of.get(add, ("", "not in the runtime graph"))
+            label = f"Add({add})" + (f" in {layer_type}" if layer_type else "")
+            (int8_ops if precision in INT8_PRECISIONS else float_ops).append(
+                label if precision in INT8_PRECISIONS else f"{label}[{precision}]")
         return int8_ops, float_ops
+
+
+def _onnx_adds(path: Path) -> list[str]:
+    """The element-wise adds of two activations in an .onnx (a residual block's), by node name."""
+    import onnx
+
+    if Path(path).suffix != ".onnx":
+        return []
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {tensor.name for tensor in graph.initializer}
+    constants |= {output for node in graph.node if node.op_type == "Constant" for output in node.output}
+    return [node.name for node in graph.node
+            if node.op_type in ("Add", "Sum") and not any(name in constants for name in node.input)]
 
 
 def _rt_value(info, key: str) -> str:

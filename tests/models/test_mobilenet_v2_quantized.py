@@ -85,6 +85,18 @@ def test_a_float_file_counts_float_kernels(tiny_v2):
     assert (result["int8"], result["float"]) == (0, CONVS + FCS)
 
 
+@pytest.mark.parametrize("file, int8", [("pt2e.onnx", True), ("nncf.onnx", True), ("float.onnx", False)])
+def test_openvino_counts_each_residual_add_by_the_layer_it_was_fused_into(tiny_v2, file, int8):
+    """OpenVINO's CPU plugin fuses every residual add into the convolution before it (a sum post-op): the
+    add is int8 exactly when that convolution runs in u8/i8."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install edgekit[openvino])")
+    result = check_int8(tiny_v2.files[file], "openvino")
+    counted = (CONVS + FCS + ADDS, 0) if int8 else (0, CONVS + FCS + ADDS)
+    assert (result["int8"], result["float"]) == counted, result["float_ops"][:5]
+    if not int8:
+        assert sum(op.startswith("Add(") and " in Convolution[f32]" in op for op in result["float_ops"]) == ADDS
+
+
 def test_the_check_names_adds_left_in_float(tiny_v2, tmp_path):
     """The PT2E graph exported without write_onnx's uint8 activations: onnxruntime converts no int8 pair whose
     tensor feeds two consumers, so the ten adds (and the convs at each residual fan-out) stay float."""
