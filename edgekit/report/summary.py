@@ -158,7 +158,7 @@ def slowdown_reason(report: dict, profile: dict) -> str:
                 + ", ".join(f"{layer} {ms:+.3f} ms" for layer, ms in growth))
     known = []
     if check is not None:
-        known.append(f"every conv/matmul ran an int8 kernel ({check['int8']} int8, 0 float)")
+        known.append(f"every conv, FC and residual add ran an int8 kernel ({check['int8']} int8, 0 float)")
     artifact = find_artifact(report, profile["artifact"])
     if artifact and artifact.get("io") == "float32":
         known.append("its inputs and outputs are float32, quantized and dequantized inside the file")

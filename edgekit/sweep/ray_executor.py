@@ -41,14 +41,16 @@ def cluster_address(flag_value: str | None) -> str:
 
 
 def task_cpus(point: Point) -> int:
-    """CPUs one point's build uses at once: the most of train.threads (unset counts as 1: the build gets
+    """CPUs one point's build uses at once: the most of train.threads times its training processes
+    (``train.distributed.nproc_per_node``; unset threads count as 1: the build gets
     OMP_NUM_THREADS set to the task's CPUs, which torch follows), evaluate.threads and the thread counts
     profiled on a device that runs on the node itself (local, emulated, simulated; not a phone or an ssh host)."""
     from edgekit.profile.devices import load_device_profile
     from edgekit.targets.local import LocalTarget
 
     recipe = point.recipe
-    counts = [recipe.train.threads or 1, recipe.evaluate.threads]
+    processes = recipe.train.distributed.nproc_per_node  # torchrun's training processes, each with its threads
+    counts = [(recipe.train.threads or 1) * processes, recipe.evaluate.threads]
     for path in recipe.profile.devices:
         profile = load_device_profile(path)
         if issubclass(profile.target_class, LocalTarget):  # it runs on the node, in the task's CPUs

@@ -133,7 +133,7 @@ def test_an_int8_file_slower_than_float_is_flagged_with_its_likely_reason(tmp_pa
     assert "(1.28 SLOWER)" in row_of(text, slow["artifact"], slow["runtime"])
     flagged = " ".join(line.strip() for line in text.splitlines() if "SLOWER than float" in line or line.startswith("  "))
     assert f"int8 SLOWER than float: {slow['artifact']} ({slow['runtime']}/cpu, 1t) on host-smoke: 1.28x" in flagged
-    assert "every conv/matmul ran an int8 kernel (28 int8, 0 float)" in flagged
+    assert "every conv, FC and residual add ran an int8 kernel (28 int8, 0 float)" in flagged
     report["int8_kernels"] = [{**check, "ok": False, "float": 2, "float_ops": ["Conv"]} for check in report["int8_kernels"]]
     assert "the kernel check found 2 float kernels (Conv)" in format_summary(report, tmp_path, wide=True)
 

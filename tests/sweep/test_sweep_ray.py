@@ -84,6 +84,10 @@ def test_task_asks_for_the_most_threads_the_recipe_runs_on_the_node(tmp_path, in
     remote = tiny_sweep_recipe(tmp_path, profile={"devices": ["devices/raspberry-pi-4.yaml"], "threads": [4]})
     _axes, points = plan_points(remote, ["evaluate.threads=[1]"], [])
     assert task_cpus(points[0]) == 1  # the Pi runs its own threads, not the node's
+    data_parallel = tiny_sweep_recipe(tmp_path, train={"threads": 2, "distributed": {"nproc_per_node": 2}},
+                                      evaluate={"threads": 1}, profile={"threads": [1]})
+    _axes, points = plan_points(data_parallel, ["evaluate.threads=[1,3]"], [])
+    assert [task_cpus(point) for point in points] == [4, 4]  # 2 torchrun processes of 2 threads each
 
 
 def test_a_node_without_the_shared_sweep_directory_fails_the_point(tmp_path):
