@@ -244,6 +244,9 @@ def _model_card(report: dict) -> str:
                               f"{settings.get('batch_size', '?')}, {settings.get('optimizer', '?')} lr "
                               f"{settings.get('lr', '?')} ({settings.get('schedule', '?')}), on "
                               f"{training['device']} with {training['threads']} threads, {training['seconds']} s")]
+        rows += [(f"{name} processes", _processes_text(section["distributed"]))
+                 for name, section in (("training", training), ("QAT", qat))
+                 if section and section.get("distributed", {}).get("world_size", 1) > 1]
     else:
         rows.append(("training data", recipe.get("data", {}).get("dataset", "not recorded")))
     rows.append(("quantisation", _quantisation_text(recipe.get("quantize", {}), qat)))
@@ -253,6 +256,14 @@ def _model_card(report: dict) -> str:
         rows.append(("dependency versions", "not recorded in this report"))
     table = _table(["", ""], [[key, str(value)] for key, value in rows], header=False)
     return f"<h2>Model card</h2>{table}"
+
+
+def _processes_text(distributed: dict) -> str:
+    """A data-parallel run: world size, nodes, backend and each process's share of the global batch."""
+    nodes = distributed.get("nodes", 1)
+    return (f"{distributed['world_size']} (DistributedDataParallel over {distributed['backend']}"
+            + (f", {nodes} nodes" if nodes > 1 else "")
+            + f"), {distributed['per_process_batch_size']} images per process and step; threads are per process")
 
 
 def _quantisation_text(settings: dict, qat: dict | None) -> str:

@@ -41,6 +41,17 @@ def test_the_model_card_names_the_settings_and_versions(full_report):
     assert full_report["training"]["dataset"] in page and "QAT backend pt2e" in page
 
 
+def test_the_model_card_gives_the_processes_of_a_data_parallel_run(full_report):
+    import copy
+
+    assert "training processes" not in render_html(full_report)  # one process: nothing to say
+    report = copy.deepcopy(full_report)
+    report["training"]["distributed"] = {"world_size": 4, "backend": "gloo", "per_process_batch_size": 16, "nodes": 2}
+    page = render_html(report)
+    assert ("<td>training processes</td><td>4 (DistributedDataParallel over gloo, 2 nodes), 16 images per process "
+            "and step; threads are per process</td>") in page
+
+
 def test_emulated_times_are_never_shown_as_latency(full_report, emulated_device):
     page = render_html(full_report)
     arm_block = page[page.index(f"<h3>{emulated_device}"):]
