@@ -221,11 +221,18 @@ def _nice_step(raw: float) -> float:
     return nice * 10 ** exponent
 
 
+#: width of one character of a bold 13 px title, generous for any sans-serif
+TITLE_CHAR_WIDTH = 7.8
+
+
 def _svg(svg_id: str, title: str, width: int, height: int, parts: list[str]) -> str:
+    room = width - 16
+    # a long title (device / runtime / delegate: metric) is squeezed into the plot's width, never cut off
+    fit = f' textLength="{room}" lengthAdjust="spacingAndGlyphs"' if len(title) * TITLE_CHAR_WIDTH > room else ""
     return (f'<svg id="{escape(svg_id)}" class="plot" xmlns="http://www.w3.org/2000/svg" role="img" '
             f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" aria-label="{escape(title)}">'
-            f'<title>{escape(title)}</title><text x="8" y="18" font-size="13" font-weight="bold">{escape(title)}</text>'
-            f'{"".join(parts)}</svg>')
+            f'<title>{escape(title)}</title><text x="8" y="18" font-size="13" font-weight="bold"{fit}>'
+            f'{escape(title)}</text>{"".join(parts)}</svg>')
 
 
 def _text(x: float, y: float, text: str, *, size: int = 11, anchor: str = "start", color: str = "#222") -> str:

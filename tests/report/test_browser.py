@@ -107,6 +107,11 @@ LAYOUT_SCRIPT = """<script>(function () {
     if (right > view + 0.5 && !own) found.wide.push(table.rows[0].textContent.slice(0, 60));
     if (box && table.getBoundingClientRect().width > box.clientWidth + 0.5) found.scrolled.push(table.rows[0].textContent.slice(0, 60));
   });
+  found.clipped = [];
+  document.querySelectorAll('svg.plot > text[font-weight="bold"]').forEach(function (title) {
+    if (title.getBoundingClientRect().right > title.ownerSVGElement.getBoundingClientRect().right + 0.5)
+      found.clipped.push(title.textContent.slice(0, 60));
+  });
   var out = document.createElement('pre'); out.id = 'layout-check'; out.textContent = JSON.stringify(found);
   document.body.appendChild(out);
 })();</script>"""
@@ -136,6 +141,20 @@ def test_headline_labels_and_tables_fit_a_1280_pixel_window(chromium, full_repor
     assert layout["overlaps"] == [] and layout["misplaced"] == []
     assert layout["wide"] == [] and layout["page"] <= layout["view"]
     assert layout["scrolled"] == []  # every table of these reports fits without scrolling
+    assert layout["clipped"] == []
+
+
+def test_a_long_plot_title_is_squeezed_into_its_plot(chromium, tmp_path):
+    from edgekit.report import plots
+
+    title = ("arm64-cortex-a76-emulated / onnxruntime / cpu / 1 thread: top-1 vs instructions per inference "
+             "(emulated, net of the harness)")
+    svg = plots.scatter_svg("long-title", title, [plots.Series("points", plots.PALETTE[0], [(1.0, 2.0)])], "x", "y")
+    assert 'lengthAdjust="spacingAndGlyphs"' in svg
+    unsqueezed = svg.replace('id="long-title"', 'id="unsqueezed"').replace(' lengthAdjust="spacingAndGlyphs"', "")
+    unsqueezed = re.sub(r' textLength="[\d.]+"', "", unsqueezed)
+    page = render_html(json.loads(SMOKE_REPORT.read_text())).replace("</body>", svg + unsqueezed + "</body>")
+    assert layout_of(chromium, page, tmp_path)["clipped"] == [title[:60]]  # the unsqueezed copy only
 
 
 def test_the_layout_checks_catch_an_overlap_a_misplaced_label_a_wide_table_and_no_headline(chromium, tmp_path):

@@ -36,3 +36,4 @@ def test_sweep_html_fits_a_1280_pixel_window_with_no_overlapping_labels(chromium
     assert layout["view"] <= WINDOW[0]
     assert layout["overlaps"] == [] and layout["misplaced"] == []
     assert layout["wide"] == [] and layout["page"] <= layout["view"]
+    assert layout["clipped"] == [], layout["clipped"]  # long device / runtime titles are squeezed in
