@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.export.common import quiet
 from edgekit.runtimes.base import (Quantization, Runtime, RuntimeFailure, Session, TensorSpec, import_runtime_package,
                                    one_line)
 
@@ -37,7 +38,8 @@ PORTABLE_COMPUTE_WORDS = ("convolution", "linear", "addmm", "mm", "bmm", "matmul
 
 
 def _runtime_module():
-    return import_runtime_package("executorch.runtime", "executorch", "executorch")
+    with quiet():  # importing it prints torchao's optional CUDA kernels that fail to load on a CPU build
+        return import_runtime_package("executorch.runtime", "executorch", "executorch")
 
 
 def _version() -> str:
@@ -61,7 +63,8 @@ def _use_threads(path: Path, threads: int) -> None:
     if others:
         raise RuntimeFailure(f"{path}: ExecuTorch has one thread pool per process and sessions with "
                              f"{', '.join(map(str, sorted(others)))} threads are open; close them to use {threads}")
-    portable_lib._unsafe_reset_threadpool(threads)
+    with quiet():  # the pool's C++ logs its CPU probing to stderr on first use
+        portable_lib._unsafe_reset_threadpool(threads)
 
 
 class ExecuTorchRuntime(Runtime):
