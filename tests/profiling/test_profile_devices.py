@@ -22,7 +22,7 @@ SHIPPED = sorted((REPO / "devices").glob("*.yaml"))
 
 def test_all_devices_are_shipped():
     names = {path.stem for path in SHIPPED}
-    assert names == {"host", "host-smoke", "raspberry-pi-4", "android-adb", "snapdragon-htp-simulated",
+    assert names == {"host", "host-smoke", "host-all-runtimes", "raspberry-pi-4", "android-adb", "snapdragon-htp-simulated",
                      "arm64-cortex-a72-emulated", "arm64-cortex-a76-emulated", "arm64-neoverse-n1-emulated",
                      "ethos-u55-128", "ethos-u65-256", "ethos-u85-256"}
 
