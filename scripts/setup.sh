@@ -43,4 +43,8 @@ if [[ -n "$extras" ]]; then
   bash scripts/setup-ssh.sh        # the ssh target's tests start their own sshd on 127.0.0.1
   bash scripts/setup-browser.sh    # report.html is rendered in headless Chromium by a test
   bash scripts/setup-qnn.sh        # Qualcomm HTP simulator for the qnn-htp target's tests
+  if [[ $(id -u) == 0 ]]; then     # the other emulated cores' CPU descriptions: their tests run, not skip
+    .venv/bin/edgekit devices setup devices/arm64-cortex-a72-emulated.yaml
+    .venv/bin/edgekit devices setup devices/arm64-neoverse-n1-emulated.yaml
+  fi
 fi
