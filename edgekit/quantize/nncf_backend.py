@@ -36,7 +36,6 @@ class NNCFBackend(QuantizationBackend):
 
     def __init__(self):
         self.example = None  # convert traces the model once to find which quantizer guards which weight
-        self.kept_layers: tuple[str, ...] = ()
 
     def prepare(self, model: nn.Module, example: torch.Tensor, scheme: QuantScheme,
                 calibration: list[torch.Tensor]) -> nn.Module:
@@ -46,9 +45,9 @@ class NNCFBackend(QuantizationBackend):
         from edgekit.quantize.keep_float import resolve_keep_float
 
         self.example = example[:1].clone()
-        self.kept_layers = resolve_keep_float(model, scheme.keep_float)
         folded = fold_batch_norms(model)
-        float_biases = {name: folded.get_submodule(name).bias.detach().clone() for name in self.kept_layers}
+        float_biases = {name: folded.get_submodule(name).bias.detach().clone()
+                        for name in resolve_keep_float(model, scheme.keep_float)}
         with _quiet_progress():
             # NNCF counts dataset items, not images: each item here is one calibration batch.
             prepared = nncf.quantize(folded, nncf.Dataset(calibration), preset=nncf.QuantizationPreset.MIXED,

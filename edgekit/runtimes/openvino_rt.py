@@ -80,15 +80,19 @@ class OpenVINORuntime(Runtime):
                 holder_of[original] = (layer_type, precision)
             if layer_type not in COMPUTE_LAYERS:
                 continue
-            label = f"{layer_type}({layer.get_friendly_name()})"
-            (int8_ops if precision in INT8_PRECISIONS else float_ops).append(
-                label if precision in INT8_PRECISIONS else f"{label}[{precision}]")
+            _sort_kernel(f"{layer_type}({layer.get_friendly_name()})", precision, int8_ops, float_ops)
         for add in _onnx_adds(path):
             layer_type, precision = holder_of.get(add, ("", "not in the runtime graph"))
-            label = f"Add({add})" + (f" in {layer_type}" if layer_type else "")
-            (int8_ops if precision in INT8_PRECISIONS else float_ops).append(
-                label if precision in INT8_PRECISIONS else f"{label}[{precision}]")
+            _sort_kernel(f"Add({add})" + (f" in {layer_type}" if layer_type else ""), precision, int8_ops, float_ops)
         return int8_ops, float_ops
+
+
+def _sort_kernel(label: str, precision: str, int8_ops: list[str], float_ops: list[str]) -> None:
+    """File a kernel as int8 (i8/u8) or as float, the float ones labelled with their precision."""
+    if precision in INT8_PRECISIONS:
+        int8_ops.append(label)
+    else:
+        float_ops.append(f"{label}[{precision}]")
 
 
 def _onnx_adds(path: Path) -> list[str]:
